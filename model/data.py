@@ -1,0 +1,243 @@
+"""The one in-memory format every dataset uses: column tensors plus metadata.
+
+N rows, F fields. Batches are index slices of tensors that already live on the training device;
+there is no per-sample Dataset and no collate step.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+SPLITS = ("train", "val", "test")
+# The prior fields PG/PEG gating looks up; every dataset names them so.
+PRIOR_FIELDS = ("user_id", "item_id", "domain_id")
+_META_KEY = b"crocodile"
+
+
+@dataclass(frozen=True)
+class MultiDomainData:
+    """Column tensors of a multi-domain CTR dataset.
+
+    features (N, F) int64 per-field ids in [0, vocab_sizes[f]); labels (N,) float32 in {0, 1};
+    domains (N,) int64 in [0, S); users (N,) int64 (the gAUC grouping key); split (N,) int8 with
+    0/1/2 = train/val/test. truth (N,) float32 is the planted click probability when the data is
+    synthetic (None for real data): it gives the Bayes-optimal AUC a model can be compared with.
+    """
+
+    name: str
+    features: torch.Tensor
+    labels: torch.Tensor
+    domains: torch.Tensor
+    users: torch.Tensor
+    split: torch.Tensor
+    field_names: tuple[str, ...]
+    vocab_sizes: tuple[int, ...]
+    domain_names: tuple[str, ...]
+    truth: torch.Tensor | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_fields(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domain_names)
+
+    def prior_field_indices(self) -> tuple[int, ...]:
+        missing = [f for f in PRIOR_FIELDS if f not in self.field_names]
+        if missing:
+            raise ValueError(
+                f"dataset {self.name!r} lacks prior fields {missing} needed by pg/peg gating; "
+                f"it has {list(self.field_names)}"
+            )
+        return tuple(self.field_names.index(f) for f in PRIOR_FIELDS)
+
+    def validate(self) -> "MultiDomainData":
+        """Raise ValueError naming the first problem found; return self when the data is sound."""
+        n = self.num_rows
+        if self.features.dim() != 2:
+            raise ValueError(f"features must be 2-D (N, F), got shape {tuple(self.features.shape)}")
+        for col in ("labels", "domains", "users", "split") + (("truth",) if self.truth is not None else ()):
+            t = getattr(self, col)
+            if t.shape != (n,):
+                raise ValueError(f"column {col!r} has shape {tuple(t.shape)} but features have {n} rows")
+        if len(self.field_names) != self.num_fields or len(self.vocab_sizes) != self.num_fields:
+            raise ValueError(
+                f"{self.num_fields} feature columns but {len(self.field_names)} field names and "
+                f"{len(self.vocab_sizes)} vocabulary sizes"
+            )
+        if self.features.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"features must be int64 or int32, got {self.features.dtype}")
+        if n == 0:
+            raise ValueError(f"dataset {self.name!r} has no rows")
+        mins = self.features.min(dim=0).values
+        maxs = self.features.max(dim=0).values
+        vocab = torch.tensor(self.vocab_sizes, device=self.features.device)
+        for f in range(self.num_fields):
+            if mins[f] < 0:
+                row = int((self.features[:, f] < 0).nonzero()[0])
+                raise ValueError(
+                    f"field {self.field_names[f]!r} has negative id {int(self.features[row, f])} at row {row}"
+                )
+            if maxs[f] >= vocab[f]:
+                row = int((self.features[:, f] >= vocab[f]).nonzero()[0])
+                raise ValueError(
+                    f"field {self.field_names[f]!r} has id {int(self.features[row, f])} at row {row}, "
+                    f"out of range of its vocabulary size {self.vocab_sizes[f]} (ids must be < vocab size)"
+                )
+        bad = (self.labels != 0) & (self.labels != 1)
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"labels must be 0 or 1, got {float(self.labels[row])} at row {row}")
+        if self.domains.min() < 0 or self.domains.max() >= self.num_domains:
+            row = int(((self.domains < 0) | (self.domains >= self.num_domains)).nonzero()[0])
+            raise ValueError(
+                f"domain {int(self.domains[row])} at row {row} is outside [0, {self.num_domains}) "
+                f"for domain names {list(self.domain_names)}"
+            )
+        if not torch.isin(self.split, torch.tensor([0, 1, 2], dtype=self.split.dtype, device=self.split.device)).all():
+            raise ValueError("split must hold only 0 (train), 1 (val) or 2 (test)")
+        counts = torch.zeros(3, self.num_domains, dtype=torch.int64, device=self.domains.device)
+        counts.index_put_((self.split.long(), self.domains), torch.ones_like(self.domains), accumulate=True)
+        for s, split_name in enumerate(SPLITS):
+            for d, dom in enumerate(self.domain_names):
+                if counts[s, d] == 0:
+                    raise ValueError(f"domain {dom!r} has no rows in split {split_name!r}")
+        return self
+
+    def to(self, device: torch.device | str) -> "MultiDomainData":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return replace(
+            self, features=move(self.features), labels=move(self.labels), domains=move(self.domains),
+            users=move(self.users), split=move(self.split), truth=move(self.truth),
+        )
+
+    def subset(self, split_name: str) -> "SplitTensors":
+        """The rows of one split, as contiguous tensors on the same device."""
+        if split_name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split_name!r}")
+        idx = (self.split == SPLITS.index(split_name)).nonzero().squeeze(1)
+        return SplitTensors(
+            features=self.features[idx], labels=self.labels[idx], domains=self.domains[idx],
+            users=self.users[idx], truth=None if self.truth is None else self.truth[idx],
+        )
+
+    def summary(self) -> dict:
+        """Rows and click rate per domain and split, vocabulary per field (plain Python values)."""
+        out = {"name": self.name, "rows": self.num_rows, "fields": dict(zip(self.field_names, self.vocab_sizes))}
+        per = {}
+        for s, split_name in enumerate(SPLITS):
+            for d, dom in enumerate(self.domain_names):
+                mask = (self.split == s) & (self.domains == d)
+                rows = int(mask.sum())
+                per[f"{split_name}/{dom}"] = {
+                    "rows": rows,
+                    "click_rate": float(self.labels[mask].mean()) if rows else float("nan"),
+                }
+        out["per_split_domain"] = per
+        return out
+
+    # ---- Parquet -------------------------------------------------------------------------------
+
+    def save_parquet(self, path: str | os.PathLike) -> None:
+        """Write one Parquet file; metadata carries field names, vocab sizes, domain names.
+
+        Written to a temporary name and renamed, so a half-written file never replaces a good one.
+        """
+        path = Path(path)
+        cols = {name: self.features[:, f].cpu().numpy() for f, name in enumerate(self.field_names)}
+        cols["__label"] = self.labels.cpu().numpy().astype(np.float32)
+        cols["__domain"] = self.domains.cpu().numpy().astype(np.int16)
+        cols["__user"] = self.users.cpu().numpy()
+        cols["__split"] = self.split.cpu().numpy().astype(np.int8)
+        if self.truth is not None:
+            cols["__truth"] = self.truth.cpu().numpy().astype(np.float32)
+        meta = {
+            "name": self.name, "field_names": list(self.field_names), "vocab_sizes": list(self.vocab_sizes),
+            "domain_names": list(self.domain_names), "splits": list(SPLITS),
+        }
+        table = pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load_parquet(cls, path: str | os.PathLike) -> "MultiDomainData":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(_META_KEY)
+        if raw is None:
+            raise ValueError(f"{str(path)!r} is not a crocodile dataset: its Parquet schema has no "
+                             f"{_META_KEY.decode()!r} metadata")
+        meta = json.loads(raw)
+        col = lambda name: torch.from_numpy(table.column(name).to_numpy())  # noqa: E731
+        features = torch.stack([col(f).long() for f in meta["field_names"]], dim=1)
+        return cls(
+            name=meta["name"], features=features, labels=col("__label").float(), domains=col("__domain").long(),
+            users=col("__user").long(), split=col("__split").to(torch.int8),
+            field_names=tuple(meta["field_names"]), vocab_sizes=tuple(int(v) for v in meta["vocab_sizes"]),
+            domain_names=tuple(meta["domain_names"]),
+            truth=col("__truth").float() if "__truth" in table.column_names else None,
+        ).validate()
+
+
+@dataclass(frozen=True)
+class SplitTensors:
+    """The rows of one split: features (n, F), labels (n,), domains (n,), users (n,), truth (n,)|None."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    domains: torch.Tensor
+    users: torch.Tensor
+    truth: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def rows(self, idx: torch.Tensor | slice) -> "SplitTensors":
+        return SplitTensors(
+            features=self.features[idx], labels=self.labels[idx], domains=self.domains[idx],
+            users=self.users[idx], truth=None if self.truth is None else self.truth[idx],
+        )
+
+
+def random_split(num_rows: int, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> torch.Tensor:
+    """A fixed 80/10/10 (by default) split column (num_rows,) int8, reproducible from seed."""
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    perm = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))
+    split = torch.empty(num_rows, dtype=torch.int8)
+    n_train = int(round(fractions[0] * num_rows))
+    n_val = int(round(fractions[1] * num_rows))
+    split[perm[:n_train]] = 0
+    split[perm[n_train:n_train + n_val]] = 1
+    split[perm[n_train + n_val:]] = 2
+    return split
+
+
+def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str,
+                     rank: int = 0, world_size: int = 1):
+    """Yield index tensors (on device) of one epoch's shuffled batches.
+
+    The permutation comes from `generator` (the run's shuffle generator, separate from the
+    model-init one), so every variant run with the same seed sees the same batch order. With
+    world_size > 1, rank r takes rows r, r+W, ... of each global batch (DDP sharding).
+    """
+    perm = torch.randperm(num_rows, generator=generator).to(device, non_blocking=True)
+    for start in range(0, num_rows, batch_size):
+        idx = perm[start:start + batch_size]
+        yield idx[rank::world_size] if world_size > 1 else idx

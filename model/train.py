@@ -1,0 +1,233 @@
+"""One training run: a plain loop (setup, epochs with early stopping, test with the best weights).
+
+    python -m model.train [--config FILE] [--data synthetic:tiny] [key=value ...] [--smoke-test]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from model.config import RunConfig, config_keys, load_config_file
+from model.crocodile import GATINGS, Crocodile, build_model
+from model.data import MultiDomainData, SplitTensors, shuffled_batches
+from model.datasets import check_spec, load_data
+from model.losses import aux_loss, task_loss
+from model.metrics import evaluate
+
+EpochCallback = Callable[[int, dict], None]
+# The smoke test: tiny data, one epoch, a small model. The sweep's --smoke-test uses it too.
+SMOKE_OVERRIDES = {"epochs": 1, "expert_hidden": (32, 16), "tower_hidden": (8,), "batch_size": 2048,
+                   "aux_rows": 256}
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, float]  # test_* with the best epoch's weights, plus that epoch's val_*
+    best_epoch: int
+    epochs_run: int
+    wall_time_s: float
+    samples_per_s: float  # training rows per second of training time (evaluation excluded)
+    history: list[dict] = field(default_factory=list)
+
+
+def check_run(config: RunConfig, data: MultiDomainData) -> None:
+    """Errors that depend on config and data together, raised before any training."""
+    domain = config.train.monitor.split("_", 2)[2]
+    if domain != "overall" and domain not in data.domain_names:
+        raise ValueError(f"monitor {config.train.monitor!r} names domain {domain!r}, which is not one of "
+                         f"{['overall', *data.domain_names]}")
+    if GATINGS[config.model.gating].prior:
+        data.prior_field_indices()
+
+
+def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.device = "cpu",
+          on_epoch: EpochCallback | None = None) -> RunResult:
+    """Train one model; with torch.distributed initialised, run DDP with batches sharded by rank."""
+    started = time.perf_counter()
+    check_run(config, data)
+    mcfg, tcfg = config.model, config.train
+    device = torch.device(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+
+    # Setup: data on the device; init and shuffle randomness from separate generators.
+    splits = {name: data.subset(name) for name in ("train", "val", "test")}
+    splits = {name: _to(rows, device) for name, rows in splits.items()}
+    torch.manual_seed(tcfg.seed)
+    model = build_model(mcfg, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
+                        prior_fields=data.prior_field_indices() if GATINGS[mcfg.gating].prior else ()).to(device)
+    shuffle_gen = torch.Generator().manual_seed(tcfg.seed + 1_000_003)
+    embedding_params = [p for name, p in model.named_parameters() if "embedding" in name]
+    other_params = [p for name, p in model.named_parameters() if "embedding" not in name]
+    optimizer = torch.optim.Adam([
+        # Adam's coupled weight decay wd*w is the gradient of (wd/2)*||w||^2: the L2 term of the loss.
+        {"params": embedding_params, "weight_decay": 2 * tcfg.embedding_l2},
+        {"params": other_params, "weight_decay": 0.0},
+    ], lr=tcfg.lr)
+    step_model = model
+    if distributed:
+        # Tail domains can be absent from a shard's batch, leaving their tower without gradient.
+        step_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    if tcfg.compile:
+        step_model = torch.compile(step_model, dynamic=True)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16)
+    use_aux = mcfg.aux_loss != "none" and mcfg.alpha > 0
+    sign = 1 if tcfg.monitor_mode == "max" else -1
+
+    # Epochs with early stopping on the monitored validation metric.
+    history: list[dict] = []
+    best_score, best_epoch, best_state, best_val = -float("inf"), 0, None, {}
+    train_seconds, train_rows = 0.0, 0
+    train_split = splits["train"]
+    for epoch in range(1, tcfg.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        num_steps = 0
+        for idx in shuffled_batches(len(train_split), tcfg.batch_size, shuffle_gen, device, rank, world):
+            batch = train_split.rows(idx)
+            with autocast:
+                out = step_model(batch.features, batch.domains)
+                loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains)
+                if use_aux:
+                    loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            num_steps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_train_s = time.perf_counter() - epoch_start
+        train_seconds += epoch_train_s
+        train_rows += len(train_split)
+        mean_loss = float(loss_sum) / max(num_steps, 1)
+        if not torch.isfinite(torch.tensor(mean_loss)):
+            raise FloatingPointError(f"training loss is {mean_loss} in epoch {epoch} "
+                                     f"(alpha={mcfg.alpha}, aux_loss={mcfg.aux_loss!r}, lr={tcfg.lr})")
+
+        val = predict_and_evaluate(model, "val", splits["val"], data.domain_names, tcfg.eval_batch_size, autocast)
+        record = {"epoch": epoch, "train_loss": mean_loss, "epoch_train_s": epoch_train_s,
+                  "samples_per_s": len(train_split) / epoch_train_s, **val}
+        history.append(record)
+        improved = sign * val[tcfg.monitor] > best_score
+        if improved:
+            best_score, best_epoch, best_val = sign * val[tcfg.monitor], epoch, val
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+        if epoch - best_epoch >= tcfg.patience:
+            break
+
+    # Test with the best epoch's weights.
+    model.load_state_dict(best_state)
+    test = predict_and_evaluate(model, "test", splits["test"], data.domain_names, tcfg.eval_batch_size, autocast)
+    return RunResult(
+        metrics={**best_val, **test}, best_epoch=best_epoch, epochs_run=len(history),
+        wall_time_s=time.perf_counter() - started, samples_per_s=train_rows / max(train_seconds, 1e-9),
+        history=history,
+    )
+
+
+def _to(rows: SplitTensors, device: torch.device) -> SplitTensors:
+    return SplitTensors(*(None if t is None else t.to(device) for t in
+                          (rows.features, rows.labels, rows.domains, rows.users, rows.truth)))
+
+
+@torch.no_grad()
+def predict(model: Crocodile, rows: SplitTensors, batch_size: int, autocast) -> torch.Tensor:
+    """Logits (n,) for all rows. Under torch.distributed each rank scores rows r, r+W, ... and the
+    shards are gathered back into row order, so metrics see every prediction (gAUC stays exact)."""
+    model.eval()
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    n = len(rows)
+    mine = torch.arange(rank, n, world, device=rows.features.device)
+    parts = []
+    for start in range(0, mine.numel(), batch_size):
+        idx = mine[start:start + batch_size]
+        with autocast:
+            parts.append(model(rows.features[idx], rows.domains[idx]).logits.float())
+    logits = torch.cat(parts) if parts else torch.zeros(0, device=rows.features.device)
+    if world == 1:
+        return logits
+    shard_len = (n + world - 1) // world
+    padded = torch.zeros(shard_len, device=logits.device)
+    padded[:logits.numel()] = logits
+    gathered = torch.empty(world, shard_len, device=logits.device)
+    dist.all_gather_into_tensor(gathered, padded)
+    full = torch.empty(n, device=logits.device)
+    for r in range(world):
+        count = len(range(r, n, world))
+        full[r::world] = gathered[r, :count]
+    return full
+
+
+def predict_and_evaluate(model: Crocodile, split_name: str, rows: SplitTensors, domain_names: tuple[str, ...],
+                         batch_size: int, autocast) -> dict[str, float]:
+    logits = predict(model, rows, batch_size, autocast)
+    return evaluate(split_name, logits, rows.labels, rows.domains, rows.users, domain_names, rows.truth)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def format_table(metrics: dict[str, float], domain_names: tuple[str, ...], split_name: str = "test") -> str:
+    """Per-domain AUC / gAUC (and the Bayes-optimal values when known) as a text table."""
+    has_bayes = f"{split_name}_bayesauc_overall" in metrics
+    head = f"{'domain':<8} {'AUC':>8} {'gAUC':>8} {'logloss':>8}" + (f" {'bayesAUC':>9} {'bayesgAUC':>9}" if has_bayes else "")
+    lines = [head, "-" * len(head)]
+    for dom in (*domain_names, "overall"):
+        m = lambda name: metrics.get(f"{split_name}_{name}_{dom}", float("nan"))  # noqa: E731
+        line = f"{dom:<8} {m('auc'):8.4f} {m('gauc'):8.4f} {m('logloss'):8.4f}"
+        if has_bayes:
+            line += f" {m('bayesauc'):9.4f} {m('bayesgauc'):9.4f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"any of: {', '.join(config_keys())}")
+    parser.add_argument("--config", help="YAML or JSON file of key: value settings (overrides win)")
+    parser.add_argument("--data", default="synthetic:small", help="synthetic:{tiny,small,kuairand}[:SEED] or parquet:FILE")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny data, one epoch, small model")
+    args = parser.parse_args(argv)
+
+    overrides = load_config_file(args.config) if args.config else {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"override {item!r} must look like key=value")
+        overrides[key] = value
+    data_spec = "synthetic:tiny" if args.smoke_test else args.data
+    config = RunConfig().with_overrides({**(SMOKE_OVERRIDES if args.smoke_test else {}), **overrides})
+    check_spec(data_spec)
+    device = pick_device(args.device)
+
+    data = load_data(data_spec)
+    check_run(config, data)
+    print(f"data {data.name}: {data.num_rows:,} rows, {data.num_fields} fields, domains {', '.join(data.domain_names)}")
+    print(f"model {config.model}\ndevice {device}")
+    result = train(config, data, device=device, on_epoch=lambda e, r: print(
+        f"epoch {e:3d}  loss {r['train_loss']:.4f}  {config.train.monitor} {r[config.train.monitor]:.4f}  "
+        f"{r['samples_per_s']:,.0f} samples/s", flush=True))
+    print(f"\ntest metrics (best epoch {result.best_epoch} of {result.epochs_run}):")
+    print(format_table(result.metrics, data.domain_names))
+    print(f"\ntraining throughput {result.samples_per_s:,.0f} samples/s, wall time {result.wall_time_s:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
