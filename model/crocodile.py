@@ -68,8 +68,8 @@ class ModelConfig:
             raise ValueError(f"expert_hidden must be a non-empty tuple of positive widths, but got {self.expert_hidden=}")
         if self.tower_hidden and min(self.tower_hidden) < 1:
             raise ValueError(f"tower_hidden widths must be positive, but got {self.tower_hidden=}")
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, but got {self.alpha=}")
+        if not 0 <= self.alpha < float("inf"):
+            raise ValueError(f"alpha must be a finite number >= 0, but got {self.alpha=}")
         if self.aux_rows < 0:
             raise ValueError(f"aux_rows must be >= 0 (0 = all rows), but got {self.aux_rows=}")
 

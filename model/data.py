@@ -184,7 +184,7 @@ class MultiDomainData:
             raise ValueError(f"{str(path)!r} is not a crocodile dataset: its Parquet schema has no "
                              f"{_META_KEY.decode()!r} metadata")
         meta = json.loads(raw)
-        col = lambda name: torch.from_numpy(table.column(name).to_numpy())  # noqa: E731
+        col = lambda name: torch.from_numpy(table.column(name).to_numpy().copy())  # noqa: E731  (writable)
         features = torch.stack([col(f).long() for f in meta["field_names"]], dim=1)
         return cls(
             name=meta["name"], features=features, labels=col("__label").float(), domains=col("__domain").long(),

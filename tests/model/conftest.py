@@ -1,0 +1,8 @@
+import pytest
+
+from model.synthetic import make_synthetic
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return make_synthetic("tiny", seed=0)

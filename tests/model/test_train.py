@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+
+from model.config import RunConfig
+from model.train import SMOKE_OVERRIDES, main, train
+
+FAST = {**SMOKE_OVERRIDES, "num_embeddings": 2}
+
+
+def test_same_seed_same_metrics_on_cpu(tiny):
+    config = RunConfig().with_overrides({**FAST, "epochs": 2})
+    first = train(config, tiny)
+    second = train(config, tiny)
+    assert first.metrics == second.metrics
+    other = train(config.with_overrides({"seed": 1}), tiny)
+    assert other.metrics != first.metrics
+
+
+def test_brief_training_beats_chance_overall_and_on_large_domains(tiny):
+    config = RunConfig().with_overrides({"epochs": 4, "batch_size": 512, "lr": 3e-3, "expert_hidden": (32, 16),
+                                          "tower_hidden": (8,), "num_embeddings": 3, "aux_rows": 256})
+    epochs = []
+    result = train(config, tiny, on_epoch=lambda e, record: epochs.append((e, record)))
+    for domain in ("overall", "S1", "S0"):
+        assert result.metrics[f"test_auc_{domain}"] > 0.62, domain
+    assert result.metrics["test_gauc_overall"] > 0.58
+    assert result.metrics["test_bayesauc_overall"] > result.metrics["test_auc_overall"]
+    assert [e for e, _ in epochs] == list(range(1, result.epochs_run + 1))
+    assert all("val_auc_S6" in record and record["train_loss"] > 0 for _, record in epochs)
+    assert 1 <= result.best_epoch <= result.epochs_run
+    assert result.samples_per_s > 0 and set(result.metrics) >= {"val_auc_overall", "test_gauc_S6"}
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny):
+    # lr so high that validation AUC peaks early: training stops after `patience` worse epochs.
+    config = RunConfig().with_overrides({**FAST, "epochs": 12, "patience": 1, "lr": 0.3})
+    result = train(config, tiny)
+    assert result.epochs_run == result.best_epoch + 1 or result.epochs_run == 12
+    best = result.history[result.best_epoch - 1]
+    assert result.metrics["val_auc_overall"] == best["val_auc_overall"]
+    assert best["val_auc_overall"] == max(h["val_auc_overall"] for h in result.history)
+
+
+def test_nan_loss_raises_naming_the_cause(tiny):
+    config = RunConfig().with_overrides({**FAST, "alpha": 1e38, "aux_loss": "dot", "lr": 1.0})
+    with pytest.raises(FloatingPointError, match="training loss is"):
+        train(config, tiny)
+
+
+def test_monitor_domain_must_exist(tiny):
+    with pytest.raises(ValueError, match="names domain 'S9'"):
+        train(RunConfig().with_overrides({**FAST, "monitor": "val_auc_S9"}), tiny)
+
+
+def test_cli_smoke_test(capsys):
+    assert main(["--smoke-test", "gating=pg"]) == 0
+    out = capsys.readouterr().out
+    assert "test metrics" in out and "S6" in out and "samples/s" in out
+
+
+def test_cli_rejects_unknown_key_before_loading_data():
+    with pytest.raises(ValueError, match="unknown config key 'nope'"):
+        main(["--data", "synthetic:kuairand", "nope=1"])
