@@ -1,0 +1,119 @@
+"""Training throughput: our device-resident index-slice batches vs a DataLoader-style loop.
+
+The baseline is what common recsys libraries do: a per-sample Dataset returning one row, the
+default collate stacking rows into a batch, then a copy to the device. Both loops run the same
+model, optimiser step and batch sizes in this process; the ratio is what matters.
+
+    python benchmarks/throughput.py [--data synthetic:small] [--device auto] [--compile] [--steps 30]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from model.config import RunConfig
+from model.crocodile import build_model
+from model.data import shuffled_batches
+from model.datasets import load_data
+from model.losses import aux_loss, task_loss
+from model.train import pick_device
+
+
+class RowDataset(Dataset):
+    """One sample per __getitem__, as the baseline libraries do."""
+
+    def __init__(self, features, labels, domains):
+        self.features, self.labels, self.domains = features, labels, domains
+
+    def __len__(self):
+        return self.features.shape[0]
+
+    def __getitem__(self, i):
+        return {"features": self.features[i], "label": self.labels[i], "domain": self.domains[i]}
+
+
+def make_step(config, data, device, compile_model):
+    torch.manual_seed(0)
+    model = build_model(config.model, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
+                        prior_fields=data.prior_field_indices()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    forward = torch.compile(model, dynamic=True) if compile_model else model
+
+    def step(features, labels, domains):
+        out = forward(features, domains)
+        loss = task_loss(out.logits, labels, domains, data.num_domains) + config.model.alpha * aux_loss(
+            config.model.aux_loss, out.expert_outputs, out.gates, config.model.aux_rows)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def timed(batches, step, device, num_steps: int, warmup: int = 3) -> float:
+    """Samples/s over num_steps batches after warmup batches."""
+    rows, start = 0, None
+    for i, (features, labels, domains) in enumerate(batches):
+        if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start, rows = time.perf_counter(), 0
+        step(features, labels, domains)
+        rows += features.shape[0]
+        if i + 1 == warmup + num_steps:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return rows / (time.perf_counter() - start)
+
+
+def ours(train, batch_size, device):
+    gen = torch.Generator().manual_seed(0)
+    while True:
+        for idx in shuffled_batches(len(train), batch_size, gen, device):
+            yield train.features[idx], train.labels[idx], train.domains[idx]
+
+
+def baseline(train_cpu, batch_size, device):
+    loader = DataLoader(RowDataset(train_cpu.features, train_cpu.labels, train_cpu.domains),
+                        batch_size=batch_size, shuffle=True, drop_last=True)
+    while True:
+        for batch in loader:
+            yield (batch["features"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True),
+                   batch["domain"].to(device, non_blocking=True))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="synthetic:small")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-sizes", default="4096,32768")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny data, 3 steps")
+    args = parser.parse_args(argv)
+    if args.smoke_test:
+        args.data, args.steps, args.batch_sizes = "synthetic:tiny", 3, "1024"
+    device = pick_device(args.device)
+    data = load_data(args.data)
+    config = RunConfig()
+    train_cpu = data.subset("train")
+    train_dev = data.to(device).subset("train")
+    print(f"data {data.name} ({len(train_cpu):,} train rows), device {device}, compile={args.compile}, "
+          f"model {config.model}")
+    print(f"{'batch':>7} {'ours (samples/s)':>18} {'DataLoader (samples/s)':>24} {'ratio':>7}")
+    results = {}
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        step = make_step(config, data, device, args.compile)
+        fast = timed(ours(train_dev, batch_size, device), step, device, args.steps)
+        slow = timed(baseline(train_cpu, batch_size, device), step, device, max(args.steps // 3, 2))
+        results[batch_size] = (fast, slow)
+        print(f"{batch_size:>7} {fast:>18,.0f} {slow:>24,.0f} {fast / slow:>6.1f}x", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
