@@ -1,0 +1,1 @@
+"""Declarative sweep definitions, shipped with the package so `ray submit` finds them by name."""

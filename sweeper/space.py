@@ -1,0 +1,362 @@
+"""Search-space files (search_spaces/*.yaml): schema, validation, expansion into variants.
+
+Two kinds of study share one format:
+  replicate: a list of named variants, each run for every seed (the paper's tables);
+  search:    Optuna over `search.params`, each sampled configuration run for seeds_per_trial seeds.
+Every problem is reported as one SpaceError naming the file and the key, before Ray starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from model.config import RunConfig, config_keys
+
+STUDIES = ("replicate", "search")
+LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
+PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
+TOP_KEYS = {"name", "description", "study", "table", "layout", "data", "seeds", "metrics", "base", "resources",
+            "variants", "reference", "published", "search", "profiles", "base_from", "dataset"}
+VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference"}
+RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent"}
+SEARCH_KEYS = {"metric", "mode", "num_trials", "max_concurrent", "seeds_per_trial", "params", "asha", "sampler_seed"}
+ASHA_KEYS = {"enabled", "grace_period", "reduction_factor"}
+PROFILE_KEYS = {"data", "seeds", "base", "search", "resources"}
+BASE_FROM_KEYS = {"sweep", "top_k", "storage"}
+
+
+class SpaceError(ValueError):
+    """A space file problem: `file: key: what was wrong`."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    workers: int = 0  # 0: the Tune trial trains in-process; >= 1: a Ray Train TorchTrainer with DDP
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # fractions such as 0.25 pack several trials on one GPU
+    max_concurrent: int = 0  # 0: as many as the cluster's resources allow
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple = ()
+
+
+@dataclass(frozen=True)
+class Search:
+    metric: str = "val_auc_overall"
+    mode: str = "max"
+    num_trials: int = 20
+    max_concurrent: int = 2
+    seeds_per_trial: int = 1
+    params: tuple[Param, ...] = ()
+    asha: bool = False
+    grace_period: int = 1
+    reduction_factor: int = 2
+    sampler_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    factors: dict  # flat config overrides on top of the space's base
+    series: str | None = None
+    x: float | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class BaseFrom:
+    sweep: str
+    top_k: int = 1
+    storage: str | None = None
+
+
+@dataclass(frozen=True)
+class Space:
+    path: str
+    name: str
+    study: str
+    table: str
+    layout: str
+    data: str
+    dataset: str | None
+    seeds: tuple[int, ...]
+    metrics: tuple[str, ...]
+    base: dict
+    resources: Resources
+    variants: tuple[Variant, ...] = ()
+    published: dict = field(default_factory=dict)
+    search: Search | None = None
+    base_from: BaseFrom | None = None
+
+    def comparisons(self) -> list[dict]:
+        """(variant, reference) pairs, fixed by the file before any result exists."""
+        return [{"variant": v.name, "reference": v.reference} for v in self.variants if v.reference]
+
+
+def find_space(name_or_path: str) -> Path:
+    """A path as given, else a file shipped in the installed `search_spaces` package."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = importlib.resources.files("search_spaces") / (path.stem + ".yaml")
+    if shipped.is_file():
+        return Path(str(shipped))
+    available = sorted(p.name for p in importlib.resources.files("search_spaces").iterdir() if p.name.endswith(".yaml"))
+    raise SpaceError(f"space file {name_or_path!r} not found (shipped spaces: {available})")
+
+
+def load_space(name_or_path: str, profile: str | None = None) -> Space:
+    path = find_space(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML: {exc}") from None
+    return parse_space(raw, str(path), profile)
+
+
+def parse_space(raw, where: str, profile: str | None = None) -> Space:
+    def fail(key: str, problem: str):
+        raise SpaceError(f"{where}: {key}: {problem}")
+
+    if not isinstance(raw, dict):
+        fail("<top>", f"expected a mapping, got {type(raw).__name__}")
+    _check_keys(raw, TOP_KEYS, "<top>", fail)
+    if profile is not None:
+        profiles = raw.get("profiles") or {}
+        if profile not in profiles:
+            fail("profiles", f"no profile {profile!r}; defined: {sorted(profiles)}")
+        _check_keys(profiles[profile], PROFILE_KEYS, f"profiles.{profile}", fail)
+        raw = _apply_profile(raw, profiles[profile])
+
+    study = raw.get("study", "replicate")
+    if study not in STUDIES:
+        fail("study", f"must be one of {STUDIES}, got {study!r}")
+    name = _typed(raw, "name", str, fail, default=Path(where).stem)
+    seeds = raw.get("seeds", [0, 1, 2, 3, 4, 5])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        fail("seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        fail("seeds", f"has duplicates: {seeds}")
+    metrics = raw.get("metrics", ["auc", "gauc"])
+    if not isinstance(metrics, list) or not metrics or not set(metrics) <= {"auc", "gauc", "logloss"}:
+        fail("metrics", f"must be a non-empty list from [auc, gauc, logloss], got {metrics!r}")
+    base = raw.get("base") or {}
+    if not isinstance(base, dict):
+        fail("base", f"must be a mapping of config keys, got {type(base).__name__}")
+    _check_config(base, "base", fail)
+    resources = _resources(raw.get("resources") or {}, fail)
+    layout = raw.get("layout", "search" if study == "search" else "rows")
+    if layout not in LAYOUTS:
+        fail("layout", f"must be one of {LAYOUTS}, got {layout!r}")
+    data = _typed(raw, "data", str, fail, default="synthetic:small")
+    published = raw.get("published") or {}
+    if not isinstance(published, dict):
+        fail("published", "must map variant names to method names of published_results.csv")
+
+    variants, search, base_from = (), None, None
+    if study == "replicate":
+        variants = _variants(raw, base, fail)
+        if raw.get("base_from") is not None:
+            bf = raw["base_from"]
+            if not isinstance(bf, dict):
+                fail("base_from", "must be a mapping with key 'sweep'")
+            _check_keys(bf, BASE_FROM_KEYS, "base_from", fail)
+            if not isinstance(bf.get("sweep"), str):
+                fail("base_from.sweep", "must name the search sweep whose best configurations to replicate")
+            top_k = bf.get("top_k", 1)
+            if not isinstance(top_k, int) or top_k < 1:
+                fail("base_from.top_k", f"must be an integer >= 1, got {top_k!r}")
+            base_from = BaseFrom(sweep=bf["sweep"], top_k=top_k, storage=bf.get("storage"))
+        elif not variants:
+            fail("variants", "a replicate study needs at least one variant (or base_from)")
+        for key in ("published",):
+            for vname in published:
+                if vname not in {v.name for v in variants}:
+                    fail(f"{key}.{vname}", f"is not a variant of this file; variants: {[v.name for v in variants]}")
+    else:
+        if raw.get("variants"):
+            fail("variants", "a search study samples its configurations; use search.params instead")
+        search = _search(raw.get("search"), fail)
+        if search.seeds_per_trial > len(seeds):
+            fail("search.seeds_per_trial", f"is {search.seeds_per_trial} but only {len(seeds)} seeds are listed")
+    return Space(path=where, name=name, study=study, table=_typed(raw, "table", str, fail, default=name),
+                 layout=layout, data=data, dataset=raw.get("dataset"), seeds=tuple(seeds), metrics=tuple(metrics),
+                 base=base, resources=resources, variants=variants, published=published, search=search,
+                 base_from=base_from)
+
+
+def _apply_profile(raw: dict, profile: dict) -> dict:
+    out = dict(raw)
+    for key, value in profile.items():
+        if key in ("base", "search", "resources") and isinstance(value, dict):
+            out[key] = {**(raw.get(key) or {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _check_keys(mapping, allowed: set, where: str, fail):
+    if not isinstance(mapping, dict):
+        fail(where, f"expected a mapping, got {type(mapping).__name__}")
+    for key in mapping:
+        if key not in allowed:
+            fail(f"{where}.{key}" if where != "<top>" else str(key), f"unknown key; valid keys: {sorted(allowed)}")
+
+
+def _typed(raw: dict, key: str, kind, fail, default):
+    value = raw.get(key, default)
+    if not isinstance(value, kind):
+        fail(key, f"must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_config(values: dict, where: str, fail) -> None:
+    try:
+        RunConfig().with_overrides(values)
+    except ValueError as exc:
+        fail(where, str(exc))
+
+
+def _resources(raw: dict, fail) -> Resources:
+    _check_keys(raw, RESOURCE_KEYS, "resources", fail)
+    out = Resources(**{k: raw[k] for k in raw})
+    if not isinstance(out.workers, int) or out.workers < 0:
+        fail("resources.workers", f"must be an integer >= 0, got {out.workers!r}")
+    for key in ("cpus_per_worker", "gpus_per_worker"):
+        value = getattr(out, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            fail(f"resources.{key}", f"must be a number >= 0, got {value!r}")
+    if out.cpus_per_worker <= 0:
+        fail("resources.cpus_per_worker", f"must be > 0 (Ray rejects a 0-CPU trial), got {out.cpus_per_worker!r}")
+    if out.gpus_per_worker > 1 and out.gpus_per_worker != int(out.gpus_per_worker):
+        fail("resources.gpus_per_worker", f"above 1 must be a whole number, got {out.gpus_per_worker!r}")
+    if not isinstance(out.max_concurrent, int) or out.max_concurrent < 0:
+        fail("resources.max_concurrent", f"must be an integer >= 0, got {out.max_concurrent!r}")
+    return out
+
+
+def _variants(raw: dict, base: dict, fail) -> tuple[Variant, ...]:
+    entries = raw.get("variants") or []
+    if not isinstance(entries, list):
+        fail("variants", f"must be a list, got {type(entries).__name__}")
+    variants: list[Variant] = []
+    default_reference = raw.get("reference")
+    for i, entry in enumerate(entries):
+        where = f"variants[{i}]"
+        _check_keys(entry, VARIANT_KEYS, where, fail)
+        if not isinstance(entry.get("name"), str) or not entry["name"]:
+            fail(f"{where}.name", "a variant needs a non-empty name")
+        settings = entry.get("set") or {}
+        if not isinstance(settings, dict):
+            fail(f"{where}.set", "must be a mapping of config keys")
+        grid = entry.get("grid") or {}
+        if not isinstance(grid, dict):
+            fail(f"{where}.grid", "must map config keys to lists of values")
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                fail(f"{where}.grid.{key}", f"must be a non-empty list, got {values!r}")
+        x_key = entry.get("x")
+        for combo in itertools.product(*grid.values()) if grid else [()]:
+            point = dict(zip(grid, combo))
+            factors = {**settings, **point}
+            _check_config({**base, **factors}, f"{where}.set/grid", fail)
+            try:
+                name = entry["name"].format(**point)
+                reference = entry.get("reference", default_reference)
+                reference = reference.format(**point) if isinstance(reference, str) else None
+            except (KeyError, IndexError) as exc:
+                fail(f"{where}.name", f"refers to {exc} which is not a grid key of this variant")
+            if x_key is not None and x_key not in {**base, **factors}:
+                fail(f"{where}.x", f"{x_key!r} is not set by this variant or the base")
+            x = {**base, **factors}.get(x_key) if x_key else None
+            variants.append(Variant(name=name, factors=factors, series=entry.get("series"),
+                                    x=float(x) if x is not None else None,
+                                    reference=reference if reference != name else None))
+    names = [v.name for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        fail("variants", f"variant names must be unique; repeated: {duplicates}")
+    for v in variants:
+        if v.reference is not None and v.reference not in names:
+            fail("reference", f"variant {v.name!r} compares against {v.reference!r}, which is not a variant; "
+                              f"variants: {names}")
+    return tuple(variants)
+
+
+def _search(raw, fail) -> Search:
+    if not isinstance(raw, dict):
+        fail("search", "a search study needs a `search:` mapping with params")
+    _check_keys(raw, SEARCH_KEYS, "search", fail)
+    params = []
+    raw_params = raw.get("params") or {}
+    if not isinstance(raw_params, dict) or not raw_params:
+        fail("search.params", "must map config keys to distributions")
+    known = set(config_keys())
+    for key, spec in raw_params.items():
+        where = f"search.params.{key}"
+        if key not in known:
+            fail(where, f"unknown config key; valid: {sorted(known)}")
+        _check_keys(spec, {"type", "low", "high", "values"}, where, fail)
+        kind = spec.get("type")
+        if kind not in PARAM_TYPES:
+            fail(f"{where}.type", f"must be one of {PARAM_TYPES}, got {kind!r}")
+        if kind == "choice":
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                fail(f"{where}.values", f"must be a non-empty list, got {values!r}")
+            for value in values:
+                _check_config({key: value}, f"{where}.values", fail)
+            params.append(Param(name=key, kind=kind, values=tuple(values)))
+            continue
+        low, high = spec.get("low"), spec.get("high")
+        for bound_name, bound in (("low", low), ("high", high)):
+            if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound):
+                fail(f"{where}.{bound_name}", f"must be a number, got {bound!r}")
+        if not low < high:
+            fail(where, f"needs low < high, got low={low!r}, high={high!r}")
+        if kind == "loguniform" and low <= 0:
+            fail(f"{where}.low", f"must be > 0 for a log-uniform range, got {low!r}")
+        if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+            fail(where, f"an int range needs integer bounds, got low={low!r}, high={high!r}")
+        for bound in (low, high):
+            _check_config({key: int(bound) if kind == "int" else float(bound)}, where, fail)
+        params.append(Param(name=key, kind=kind, low=low, high=high))
+    asha = raw.get("asha") or {}
+    _check_keys(asha, ASHA_KEYS, "search.asha", fail)
+    out = Search(
+        metric=raw.get("metric", "val_auc_overall"), mode=raw.get("mode", "max"),
+        num_trials=raw.get("num_trials", 20), max_concurrent=raw.get("max_concurrent", 2),
+        seeds_per_trial=raw.get("seeds_per_trial", 1), params=tuple(params), asha=bool(asha.get("enabled", False)),
+        grace_period=asha.get("grace_period", 1), reduction_factor=asha.get("reduction_factor", 2),
+        sampler_seed=raw.get("sampler_seed", 0),
+    )
+    if out.mode not in ("max", "min"):
+        fail("search.mode", f"must be max or min, got {out.mode!r}")
+    if not out.metric.startswith("val_"):
+        fail("search.metric", f"must be a validation metric val_..., got {out.metric!r} (never tune on test)")
+    for key in ("num_trials", "max_concurrent", "seeds_per_trial", "grace_period", "reduction_factor"):
+        value = getattr(out, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            fail(f"search.{key}", f"must be an integer >= 1, got {value!r}")
+    if out.asha and out.seeds_per_trial > 1:
+        fail("search.asha", "early stopping needs seeds_per_trial: 1 (ASHA compares single training curves)")
+    return out
+
+
+def cell_key(config: dict) -> str:
+    """Hash of a resolved flat config without its seed: one table cell, whatever the seed."""
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items()) if k != "seed"}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

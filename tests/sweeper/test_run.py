@@ -1,0 +1,143 @@
+"""The sweep service end to end on a small local Ray cluster (one per module) and tiny data."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+import yaml
+
+from sweeper import run
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def space_file(tmp_path, variants, **extra):
+    body = {"study": "replicate", "seeds": [0, 1], "reference": variants[0]["name"], "variants": variants,
+            "resources": {"workers": 0, "cpus_per_worker": 1}, **extra}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return str(path)
+
+
+TWO = [{"name": "MMoE", "set": {"embedding": "SE", "gating": "standard", "aux_loss": "none"}},
+       {"name": "Crocodile", "set": {"embedding": "ME", "gating": "peg", "aux_loss": "cov"}}]
+
+
+def sweep(tmp_path, space, *extra):
+    return run.main(["--space", space, "--storage", str(tmp_path / "sweeps"), "--name", "s", "--smoke-test",
+                     "--wandb", "off", "num_embeddings=2", *extra])
+
+
+def test_replicate_writes_a_row_per_variant_and_seed_then_resumes_for_free(ray_cluster, tmp_path, capsys):
+    space = space_file(tmp_path, TWO)
+    assert sweep(tmp_path, space) == 0
+    frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+    assert sorted(zip(frame["variant"], frame["seed"])) == [("Crocodile", 0), ("Crocodile", 1), ("MMoE", 0), ("MMoE", 1)]
+    assert frame["cell"].nunique() == 2
+    meta = json.loads((tmp_path / "sweeps" / "s" / "sweep.json").read_text())
+    assert meta["comparisons"] == [{"variant": "Crocodile", "reference": "MMoE"}]
+    out = capsys.readouterr().out
+    assert "4 trials to run" in out and "[4/4 done" in out
+
+    assert sweep(tmp_path, space) == 0
+    assert "0 trials to run, 4 (cell, seed)s already stored" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "sweeps" / "s" / "results")) == 4
+    assert sweep(tmp_path, space, "--force") == 0
+    assert len(pd.read_parquet(tmp_path / "sweeps" / "s" / "results")) == 8
+
+
+def test_a_failing_trial_is_stored_as_failed_while_the_others_finish(ray_cluster, tmp_path, capsys):
+    bad = {"name": "Diverges", "set": {"aux_loss": "dot", "alpha": 1e38, "lr": 1.0}}
+    space = space_file(tmp_path, [TWO[0], bad])
+    assert sweep(tmp_path, space) == 0
+    frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
+    status = dict(zip(zip(frame["variant"], frame["seed"]), frame["status"]))
+    assert status == {("MMoE", 0): "ok", ("MMoE", 1): "ok", ("Diverges", 0): "failed", ("Diverges", 1): "failed"}
+    assert frame.loc[frame["status"] == "failed", "error"].str.contains("FloatingPointError").all()
+    capsys.readouterr()
+    assert sweep(tmp_path, space) == 0  # failures are not retried by default ...
+    assert "0 trials to run" in capsys.readouterr().out
+    assert sweep(tmp_path, space, "--rerun-failed") == 0  # ... but on request
+    assert "2 trials to run" in capsys.readouterr().out
+
+
+def test_search_runs_optuna_trials_and_its_study_reloads(ray_cluster, tmp_path, capsys):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    assert run.main(["--space", "search_crocodile", "--storage", str(tmp_path / "sweeps"), "--name", "opt",
+                     "--smoke-test", "--wandb", "off"]) == 0
+    journal = tmp_path / "sweeps" / "opt" / "optuna.journal"
+    study = optuna.load_study(study_name="opt", storage=JournalStorage(JournalFileBackend(str(journal))))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4 and {"alpha", "num_embeddings", "gating", "aux_loss"} <= set(complete[0].params)
+    frame = pd.read_parquet(tmp_path / "sweeps" / "opt" / "results")
+    assert len(frame) == 4 and set(frame["study"]) == {"search"}
+    capsys.readouterr()
+    assert run.main(["--space", "search_crocodile", "--storage", str(tmp_path / "sweeps"), "--name", "opt",
+                     "--smoke-test", "--wandb", "off"]) == 0
+    assert "0 search trials to run (4 of 4 already complete)" in capsys.readouterr().out
+
+
+def test_in_process_and_ray_train_paths_give_the_same_metrics(ray_cluster, tmp_path):
+    one = [TWO[1]]
+    space = space_file(tmp_path, one, seeds=[0])
+    assert sweep(tmp_path, space) == 0
+    body = yaml.safe_load(Path(space).read_text())
+    body["resources"] = {"workers": 1, "cpus_per_worker": 0.5}
+    train_space = tmp_path / "train_space.yaml"
+    train_space.write_text(yaml.safe_dump(body))
+    assert run.main(["--space", str(train_space), "--storage", str(tmp_path / "sweeps"), "--name", "t",
+                     "--smoke-test", "--wandb", "off", "num_embeddings=2"]) == 0
+    a = pd.read_parquet(tmp_path / "sweeps" / "s" / "results").iloc[0]
+    b = pd.read_parquet(tmp_path / "sweeps" / "t" / "results").iloc[0]
+    assert (a["path"], b["path"]) == ("in_process", "ray_train") and b["status"] == "ok"
+    metrics = [c for c in a.index if c.startswith(("val_", "test_"))]
+    assert a[metrics].to_dict() == pytest.approx(b[metrics].to_dict(), nan_ok=True, abs=1e-6)
+
+
+def test_run_py_copied_alone_runs(ray_cluster, tmp_path):
+    alone = tmp_path / "elsewhere"
+    alone.mkdir()
+    shutil.copy(REPO / "sweeper" / "run.py", alone / "run.py")
+    space = space_file(tmp_path, TWO[:1])
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    proc = subprocess.run([sys.executable, "run.py", "--space", space, "--storage", str(tmp_path / "sw"),
+                           "--name", "alone", "--smoke-test", "--wandb", "off", "--seeds", "0"],
+                          cwd=alone, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"cluster at {ray_cluster}" in proc.stdout
+    assert len(pd.read_parquet(tmp_path / "sw" / "alone" / "results")) == 1
+
+
+def test_bad_space_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
+    from sweeper import tune_runner
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad space file")
+
+    monkeypatch.setattr(tune_runner, "connect", no_ray)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"study": "replicate", "variants": [{"name": "A", "set": {"gating": "moe"}}]}))
+    assert run.main(["--space", str(path), "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml: variants[0].set/grid: unknown gating 'moe'" in err
+    assert run.main(["--space", str(path.with_name("missing.yaml"))]) == 2
+    assert run.main(["--smoke-test", "--data", "csv:x"]) == 2
+    assert run.main(["--smoke-test", "alhpa=1"]) == 2
+    assert "unknown config key 'alhpa'" in capsys.readouterr().err

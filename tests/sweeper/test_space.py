@@ -1,0 +1,95 @@
+import pytest
+import yaml
+
+from sweeper.space import SpaceError, cell_key, load_space, parse_space
+
+SHIPPED = ["table5_ablation", "table6_num_embeddings", "table4_losses", "alpha_sensitivity", "search_crocodile",
+           "best_crocodile"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spaces_load_with_every_profile(name):
+    space = load_space(f"search_spaces/{name}.yaml")
+    for profile in ("laptop", "gpu", "cluster"):
+        load_space(name, profile)
+    if space.study == "replicate" and space.base_from is None:
+        assert space.comparisons()
+
+
+def test_table_layouts():
+    t5 = load_space("table5_ablation")
+    assert [v.name for v in t5.variants] == ["MMoE", "ME-MMoE", "ME-MMoE-PG", "ME-MMoE-PG+Cov", "ME-MMoE-PEG",
+                                             "Crocodile"]
+    assert all(c["reference"] == "MMoE" for c in t5.comparisons()) and len(t5.comparisons()) == 5
+    t6 = load_space("table6_num_embeddings")
+    assert len(t6.variants) == 18
+    assert {"variant": "Crocodile M=7", "reference": "ME-MMoE-PG M=7"} in t6.comparisons()
+    assert {v.x for v in t6.variants} == set(map(float, range(2, 11)))
+    alpha = load_space("alpha_sensitivity")
+    assert alpha.variants[0].name == "alpha=0" and alpha.variants[0].reference is None
+    assert len(t6.seeds) == 6 and load_space("table5_ablation", "laptop").data == "synthetic:tiny"
+    search = load_space("search_crocodile").search
+    assert {p.name for p in search.params} >= {"alpha", "num_embeddings", "gating", "aux_loss"}
+
+
+GOOD = {"study": "replicate", "variants": [{"name": "A", "set": {"gating": "pg"}}, {"name": "B"}], "reference": "A"}
+SEARCH = {"study": "search", "search": {"params": {"alpha": {"type": "loguniform", "low": 1e-6, "high": 1.0}}}}
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"colour": 1}, "f.yaml: colour: unknown key"),
+    ({"seeds": "0,1"}, "f.yaml: seeds: must be a non-empty list"),
+    ({"study": "grid"}, "f.yaml: study: must be one of"),
+    ({"variants": [{"name": "A", "set": {"gating": "moe"}}]}, "f.yaml: variants\\[0\\].set/grid: unknown gating 'moe'"),
+    ({"variants": [{"name": "A", "set": {"alpah": 1}}]}, "unknown config key 'alpah'"),
+    ({"variants": [{"name": "A", "grid": {"alpha": []}}]}, "variants\\[0\\].grid.alpha: must be a non-empty list"),
+    ({"variants": [{"name": "A"}, {"name": "A"}]}, "repeated: \\['A'\\]"),
+    ({"reference": "Z"}, "f.yaml: reference: variant 'A' compares against 'Z', which is not a variant"),
+    ({"resources": {"gpus": 1}}, "f.yaml: resources.gpus: unknown key"),
+    ({"resources": {"cpus_per_worker": 0}}, "resources.cpus_per_worker: must be > 0"),
+    ({"base": {"epochs": "many"}}, "f.yaml: base: config key 'epochs' expects int"),
+])
+def test_bad_replicate_files_name_file_and_key(change, message):
+    with pytest.raises(SpaceError, match=message):
+        parse_space({**GOOD, **change}, "f.yaml")
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"alpha": {"type": "loguniform", "low": 1.0, "high": 0.1}}, "search.params.alpha: needs low < high"),
+    ({"alpha": {"type": "loguniform", "low": 0.0, "high": 0.1}}, "search.params.alpha.low: must be > 0"),
+    ({"gating": {"type": "choice", "values": []}}, "search.params.gating.values: must be a non-empty list"),
+    ({"gating": {"type": "choice", "values": ["pg", "xx"]}}, "search.params.gating.values: unknown gating 'xx'"),
+    ({"alpah": {"type": "uniform", "low": 0, "high": 1}}, "search.params.alpah: unknown config key"),
+    ({"alpha": {"type": "normal", "low": 0, "high": 1}}, "search.params.alpha.type: must be one of"),
+    ({"num_embeddings": {"type": "int", "low": 2, "high": 40}}, "num_embeddings must be in"),
+])
+def test_bad_search_params(params, message):
+    with pytest.raises(SpaceError, match=message):
+        parse_space({"study": "search", "search": {"params": params}}, "s.yaml")
+
+
+def test_search_rules():
+    with pytest.raises(SpaceError, match="search.metric: must be a validation metric"):
+        parse_space({**SEARCH, "search": {**SEARCH["search"], "metric": "test_auc_overall"}}, "s.yaml")
+    with pytest.raises(SpaceError, match="search.asha: early stopping needs seeds_per_trial: 1"):
+        parse_space({**SEARCH, "search": {**SEARCH["search"], "seeds_per_trial": 2, "asha": {"enabled": True}}}, "s.yaml")
+    with pytest.raises(SpaceError, match="use search.params instead"):
+        parse_space({**SEARCH, "variants": [{"name": "A"}]}, "s.yaml")
+
+
+def test_load_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("study: [unclosed\n")
+    with pytest.raises(SpaceError, match="bad.yaml: not valid YAML"):
+        load_space(str(path))
+    with pytest.raises(SpaceError, match="not found \\(shipped spaces: \\["):
+        load_space("no_such_space")
+    path.write_text(yaml.safe_dump(GOOD))
+    with pytest.raises(SpaceError, match="no profile 'laptop'"):
+        load_space(str(path), "laptop")
+
+
+def test_cell_key_ignores_seed_only():
+    a = {"alpha": 0.1, "seed": 0, "expert_hidden": (8, 4)}
+    assert cell_key(a) == cell_key({**a, "seed": 5})
+    assert cell_key(a) != cell_key({**a, "alpha": 0.2})

@@ -1,0 +1,40 @@
+"""A trial runs without Ray: train seeds, store rows, keep going after a failure."""
+import math
+
+import pandas as pd
+import pytest
+
+from model.train import SMOKE_OVERRIDES, train
+from sweeper.trial import Job, cached_data, run_job
+
+
+def job(tmp_path, **changes):
+    fields = dict(sweep="t", study="replicate", variant="Crocodile", factors={"gating": "peg", "aux_loss": "cov"},
+                  base={**SMOKE_OVERRIDES, "num_embeddings": 2}, seeds=(0, 1), data="synthetic:tiny",
+                  sweep_uri=str(tmp_path / "t"))
+    return Job(**{**fields, **changes})
+
+
+def test_run_job_stores_one_row_per_seed_matching_a_direct_run(tmp_path):
+    reports = []
+    summary = run_job(job(tmp_path), report=reports.append)
+    frame = pd.read_parquet(tmp_path / "t" / "results").sort_values("seed")
+    assert list(frame["seed"]) == [0, 1] and set(frame["status"]) == {"ok"}
+    assert frame["cell"].nunique() == 1 and set(frame["gating"]) == {"peg"}
+    direct = train(job(tmp_path).config(0), cached_data("synthetic:tiny"))
+    assert frame.iloc[0]["test_auc_overall"] == direct.metrics["test_auc_overall"]
+    assert summary["objective"] == pytest.approx(frame["val_auc_overall"].mean())
+    assert [r["seed"] for r in reports] == [0, 1] and all("objective" in r for r in reports)
+    for column in ("git_commit", "host", "torch_version", "optuna_version", "wall_time_s", "samples_per_s",
+                   "best_epoch", "epochs_run", "test_gauc_S6", "finished_at"):
+        assert column in frame.columns
+
+
+def test_a_failing_seed_is_stored_with_its_cause_and_the_next_runs(tmp_path):
+    # seed 0 diverges (NaN loss) only because alpha is absurd; the job goes on to seed 1.
+    failing = job(tmp_path, factors={"aux_loss": "dot", "alpha": 1e38, "lr": 1.0})
+    summary = run_job(failing)
+    frame = pd.read_parquet(tmp_path / "t" / "results")
+    assert list(frame["status"]) == ["failed", "failed"]
+    assert frame["error"].str.contains("FloatingPointError: training loss is").all()
+    assert math.isnan(summary["objective"]) and summary["seeds_failed"] == 2
