@@ -50,7 +50,7 @@ class ModelConfig:
     tower_hidden: tuple[int, ...] = (32,)
     gating: str = "peg"
     aux_loss: str = "cov"
-    alpha: float = 1e-3
+    alpha: float = 0.1  # our CovLoss has a 1/B: alpha 0.1 at 1024 rows ~ the paper's 1e-4
     aux_rows: int = 1024  # rows of the batch the aux loss sees; 0 = all
 
     def __post_init__(self):

@@ -163,6 +163,12 @@ class Progress(Callback):
               f"elapsed {_fmt(elapsed)}, ETA {_fmt(eta)} | {best} | {event}", flush=True)
 
 
+def _trial_dirname(trial) -> str:
+    job = trial.config["job"]
+    safe = "".join(c if c.isalnum() or c in "-_=." else "_" for c in job["variant"])
+    return f"{safe}-s{job['seeds'][0]}-{trial.trial_id}"
+
+
 def _label(trial) -> str:
     job = trial.config.get("job")
     return f"{job['variant']} seed {job['seeds'][0]}" if job else f"trial {trial.trial_id}"
@@ -194,8 +200,10 @@ def wandb_callbacks(mode: str, sweep_name: str, local_dir: str | None) -> list:
                 self.kwargs["job_type"] = job.get("variant", "search")
                 super().log_trial_start(trial)
 
+        # mode and dir go to wandb.init in the logging actors, whose environment lacks WANDB_MODE.
         return [VariantWandb(project=os.environ.get("WANDB_PROJECT", "crocodile-sweeps"), group=sweep_name,
-                             excludes=["done", "time_this_iter_s"])]
+                             excludes=["done", "time_this_iter_s"], mode=mode,
+                             **({"dir": os.environ["WANDB_DIR"]} if local_dir else {}))]
     except Exception as exc:  # noqa: BLE001
         print(f"W&B disabled: {type(exc).__name__}: {exc}")
         return []
@@ -231,7 +239,7 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
         param_space = {"job": tune.grid_search([dataclasses.asdict(j) for j in jobs])}
         total, metric, mode = len(jobs), "val_auc_overall", "max"
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=resources.max_concurrent or None,
-                                      reuse_actors=True)
+                                      reuse_actors=True, trial_dirname_creator=_trial_dirname)
     else:
         import optuna
         from optuna.storages import JournalStorage

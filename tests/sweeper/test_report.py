@@ -1,0 +1,204 @@
+"""write_report / python -m sweeper.report on hand-made sweep directories (see conftest.py)."""
+import json
+import os
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeper import report, stats
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def image_sources(page: str) -> list[str]:
+    parser = _Images()
+    parser.feed(page)
+    return parser.sources
+
+
+def test_rows_layout_report(make_sweep):
+    sweep_dir = make_sweep("rows")
+    out = report.write_report(sweep_dir)
+    assert out == sweep_dir / "report"
+    for name in ("table.md", "table.csv", "table.tex", "stats.csv", "summary.csv", "deltas.png", "deltas.csv",
+                 "published.csv", "missing_seeds.csv", "report.html"):
+        assert (out / name).is_file(), name
+
+    frame = pd.read_csv(out / "stats.csv")
+    assert set(stats.STATS_COLUMNS) <= set(frame.columns)
+    assert len(frame) == 2 * 2 * 6  # comparisons x metrics x (5 domains + overall)
+    crocodile = frame[frame["variant"] == "Crocodile"]
+    assert set(crocodile["n"]) == {5} and set(crocodile["test"]) == {stats.WELCH}  # seed 5 failed
+    me = frame[frame["variant"] == "ME-MMoE"]
+    assert set(me["n"]) == {6} and set(me["test"]) == {stats.PAIRED}  # seed 2 failed once, then ran ok
+
+    markdown = (out / "table.md").read_text()
+    assert "| Crocodile | 0.73749* (5/6) |" in markdown
+    assert "(5/6)" not in markdown.split("| ME-MMoE |")[1].split("\n")[0]
+
+    missing = pd.read_csv(out / "missing_seeds.csv")
+    assert missing.to_dict("records") == [{"variant": "Crocodile", "seed": 5, "status": "failed",
+                                           "error": "RuntimeError: out of memory"}]
+    published = pd.read_csv(out / "published.csv")
+    assert "published (KuaiRand-1K, reference only — different data)" in published.columns
+    assert "ours - published" not in published.columns
+
+    page = (out / "report.html").read_text()
+    sources = image_sources(page)
+    assert len(sources) == 1 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in page and "https://" not in page  # readable offline
+    assert "0.73749* (5/6)" in page and "RuntimeError: out of memory" in page
+
+
+def test_alpha_layout_report(make_sweep):
+    out = report.write_report(make_sweep("alpha"))
+    curve = pd.read_csv(out / "alpha.csv")
+    assert sorted(set(curve["x"])) == [0.0, 1e-5, 1e-4, 1e-3, 1e-2]
+    assert {"series", "x", "mean", "ci_low", "ci_high", "n"} <= set(curve.columns)
+    assert (out / "alpha.png").stat().st_size > 1000
+    assert len(pd.read_csv(out / "stats.csv")) == 4 * 2 * 6
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_num_embeddings_layout_report(make_sweep):
+    out = report.write_report(make_sweep("num_embeddings"))
+    assert (out / "num_embeddings.png").is_file() and (out / "table_domains.md").is_file()
+    markdown = (out / "table.md").read_text()
+    assert "| #Emb | 2 | 3 | 4 |" in markdown and "| gAUC lift (%) |" in markdown
+    published = pd.read_csv(out / "published.csv")
+    assert "published (KuaiRand-1K)" in published.columns  # same dataset: a real comparison
+    assert published["ours - published"].notna().all() and len(published) == 6  # paper: gAUC overall only
+    curve = pd.read_csv(out / "num_embeddings.csv")
+    assert list(dict.fromkeys(curve["series"])) == ["ME-MMoE-PG", "Crocodile"]
+
+
+def test_search_report_with_importances(make_sweep):
+    out = report.write_report(make_sweep("search"), top_k=3)
+    best = pd.read_csv(out / "best_configs.csv")
+    assert best["rank"].tolist() == [1, 2, 3]
+    assert best["val_auc_overall mean"].is_monotonic_decreasing
+    importances = pd.read_csv(out / "importances.csv")
+    assert set(importances["parameter"]) == {"alpha", "num_embeddings", "gating"}
+    assert (out / "importances.png").is_file()
+    assert "Importances by" in (out / "report.html").read_text()
+
+
+def test_search_without_journal_notes_it(make_sweep):
+    sweep_dir = make_sweep("search-no-journal")
+    out = report.write_report(sweep_dir)
+    page = (out / "report.html").read_text()
+    assert "does not exist; no importances" in page
+    assert not (sweep_dir / "optuna.journal").exists()  # not created by looking for it
+
+
+def test_too_few_trials_is_a_note(tmp_path):
+    import optuna
+
+    journal = tmp_path / "j.journal"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    optuna.create_study(study_name="one", storage=storage).enqueue_trial({"alpha": 1.0})
+    result = report.optuna_importances(journal, "one")
+    assert result.frame is None and "0 completed Optuna trial(s)" in result.note
+    assert "KeyError" in report.optuna_importances(journal, "no-such-study").note
+
+
+def test_empty_sweep_still_reports(tmp_path, make_sweep):
+    sweep_dir = make_sweep("rows")
+    for file in (sweep_dir / "results").iterdir():
+        file.unlink()
+    out = report.write_report(sweep_dir)
+    assert "| MMoE | n/a (0/6) |" in (out / "table.md").read_text()
+    assert len(pd.read_csv(out / "missing_seeds.csv")) == 18
+
+
+def test_bad_sweep_file_names_the_key(make_sweep):
+    sweep_dir = make_sweep("rows")
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    spec["comparisons"].append({"variant": "Nope", "reference": "MMoE"})
+    with pytest.raises(ValueError, match="'Nope' is not a declared variant"):
+        report.spec_from_dict(spec)
+    with pytest.raises(ValueError, match="layout='grid'"):
+        report.spec_from_dict({**spec, "layout": "grid"})
+    with pytest.raises(ValueError, match="lacks key 'seeds'"):
+        report.spec_from_dict({k: v for k, v in spec.items() if k != "seeds"})
+
+
+def test_cli_main_and_errors(make_sweep, tmp_path, capsys):
+    sweep_dir = make_sweep("rows")
+    assert report.main([str(sweep_dir)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert report.main([str(tmp_path / "nowhere")]) == 2
+    assert "sweep.json does not exist" in capsys.readouterr().err
+
+
+def test_cli_subprocess(make_sweep):
+    sweep_dir = make_sweep("alpha")
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-m", "sweeper.report", str(sweep_dir)], capture_output=True,
+                          text=True, env=env, cwd=sweep_dir, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (sweep_dir / "report" / "report.html").is_file()
+
+
+def test_wandb_failure_never_fails_the_report(make_sweep, monkeypatch):
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("no network")
+    monkeypatch.setattr(wandb, "init", broken_init)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    out = report.write_report(make_sweep("rows"), wandb_mode="offline")
+    assert "W&amp;B logging (offline) failed: RuntimeError: no network" in (out / "report.html").read_text()
+    assert "WANDB_MODE" not in os.environ  # restored
+
+
+def test_wandb_offline_summary_run(make_sweep, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep_dir = make_sweep("rows")
+    out = report.write_report(sweep_dir, wandb_mode="offline")
+    assert "Logged a summary run to W&amp;B (offline)" in (out / "report.html").read_text()
+    assert list((sweep_dir / "wandb").glob("offline-run-*"))
+    assert "WANDB_MODE" not in os.environ
+
+
+def test_sweep_service_variations(make_sweep):
+    """domains null (real datasets: read off the metric columns), an in-flight .tmp- file, wandb_mode None."""
+    sweep_dir = make_sweep("rows")
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    spec.update(domains=None, search_params=["alpha"], created_at=1.0)  # unknown keys are ignored
+    (sweep_dir / "sweep.json").write_text(json.dumps(spec))
+    (sweep_dir / "results" / ".tmp-abc-s0-ok-1234.parquet").write_bytes(b"half written")
+    out = report.write_report(str(sweep_dir), wandb_mode=None)
+    assert "| Variant | AUC S0 | AUC S1 | AUC S2 | AUC S4 | AUC S6 | AUC Overall | AUC lift (%) |" in (
+        out / "table.md").read_text()
+
+
+def test_search_lists_only_failed_trials_as_missing(make_sweep):
+    sweep_dir = make_sweep("search")
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    (sweep_dir / "sweep.json").write_text(json.dumps({**spec, "seeds": [0, 1, 2]}))  # 1 seed per trial ran
+    out = report.write_report(sweep_dir)
+    assert pd.read_csv(out / "missing_seeds.csv").empty
+
+
+def test_published_numbers_ship_with_the_package():
+    published = report.load_published()
+    assert list(published.columns) == ["dataset", "table", "method", "metric", "domain", "value"]
+    crocodile = published[(published["dataset"] == "kuairand1k") & (published["table"] == "table5")
+                          & published["method"].str.contains("Crocodile") & (published["metric"] == "gauc")]
+    assert crocodile["value"].tolist() == [0.66373]
