@@ -1,0 +1,15 @@
+from benchmarks.throughput import main
+
+
+def test_throughput_smoke():
+    results = main(["--smoke-test"])
+    (fast, slow), = results.values()
+    assert fast > 0 and slow > 0
+
+
+def test_sweep_overhead_smoke():
+    from benchmarks.sweep_overhead import main as overhead
+
+    results = overhead(["--trials", "1", "--train-trials", "0"])
+    assert set(results) == {"no Ray", "Tune, in-process trials"}
+    assert all(wall >= own > 0 for wall, own, _ in results.values())
