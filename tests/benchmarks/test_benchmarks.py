@@ -8,8 +8,13 @@ def test_throughput_smoke():
 
 
 def test_sweep_overhead_smoke():
+    import ray
+
     from benchmarks.sweep_overhead import main as overhead
 
-    results = overhead(["--trials", "1", "--train-trials", "0"])
+    try:
+        results = overhead(["--trials", "1", "--train-trials", "0"])
+    finally:
+        ray.shutdown()  # later modules start their own clusters
     assert set(results) == {"no Ray", "Tune, in-process trials"}
     assert all(wall >= own > 0 for wall, own, _ in results.values())
