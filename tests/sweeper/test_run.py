@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    if ray.is_initialized():  # a cluster left by an earlier module would make ray.init fail
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
