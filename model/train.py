@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         train_seconds += epoch_train_s
         train_rows += len(train_split)
         mean_loss = float(loss_sum) / max(num_steps, 1)
-        if not torch.isfinite(torch.tensor(mean_loss)):
+        if not math.isfinite(mean_loss):
             raise FloatingPointError(f"training loss is {mean_loss} in epoch {epoch} "
                                      f"(alpha={mcfg.alpha}, aux_loss={mcfg.aux_loss!r}, lr={tcfg.lr})")
 
@@ -161,12 +162,11 @@ def predict(model: Crocodile, rows: SplitTensors, batch_size: int, autocast) -> 
     shard_len = (n + world - 1) // world
     padded = torch.zeros(shard_len, device=logits.device)
     padded[:logits.numel()] = logits
-    gathered = torch.empty(world, shard_len, device=logits.device)
-    dist.all_gather_into_tensor(gathered, padded)
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
     full = torch.empty(n, device=logits.device)
     for r in range(world):
-        count = len(range(r, n, world))
-        full[r::world] = gathered[r, :count]
+        full[r::world] = gathered[r][:len(range(r, n, world))]
     return full
 
 
