@@ -18,7 +18,7 @@ import torch
 SPLITS = ("train", "val", "test")
 # The prior fields PG/PEG gating looks up; every dataset names them so.
 PRIOR_FIELDS = ("user_id", "item_id", "domain_id")
-_META_KEY = b"crocodile"
+META_KEY = b"crocodile"  # Parquet schema metadata key of our format (also used by the streaming writer)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class MultiDomainData:
             "name": self.name, "field_names": list(self.field_names), "vocab_sizes": list(self.vocab_sizes),
             "domain_names": list(self.domain_names), "splits": list(SPLITS),
         }
-        table = pa.table(cols).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+        table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(table, tmp)
@@ -179,10 +179,10 @@ class MultiDomainData:
         if not path.exists():
             raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
         table = pq.read_table(path)
-        raw = (table.schema.metadata or {}).get(_META_KEY)
+        raw = (table.schema.metadata or {}).get(META_KEY)
         if raw is None:
             raise ValueError(f"{str(path)!r} is not a crocodile dataset: its Parquet schema has no "
-                             f"{_META_KEY.decode()!r} metadata")
+                             f"{META_KEY.decode()!r} metadata")
         meta = json.loads(raw)
         col = lambda name: torch.from_numpy(table.column(name).to_numpy().copy())  # noqa: E731  (writable)
         features = torch.stack([col(f).long() for f in meta["field_names"]], dim=1)

@@ -127,6 +127,20 @@ def test_run_py_copied_alone_runs(ray_cluster, tmp_path):
     assert len(pd.read_parquet(tmp_path / "sw" / "alone" / "results")) == 1
 
 
+def test_smoke_sweep_on_prepared_real_sample(ray_cluster, tmp_path):
+    from model.datasets import main as datasets_main
+
+    prepared = tmp_path / "kr"
+    datasets_main(["prepare", "kuairand1k", "--merged", str(REPO / "tests/fixtures/kuairand/log_merged_sample_1k.csv"),
+                   "--out", str(prepared)])
+    space = space_file(tmp_path, TWO, seeds=[0])
+    assert run.main(["--space", space, "--storage", str(tmp_path / "sweeps"), "--name", "real", "--smoke-test",
+                     "--wandb", "off", "--data", f"kuairand1k:{prepared}", "batch_size=64", "aux_rows=32"]) == 0
+    frame = pd.read_parquet(tmp_path / "sweeps" / "real" / "results")
+    assert len(frame) == 2 and set(frame["status"]) == {"ok"} and "test_auc_S1" in frame.columns
+    assert (tmp_path / "sweeps" / "real" / "report" / "report.html").exists()
+
+
 def test_bad_space_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
     from sweeper import tune_runner
 
