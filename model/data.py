@@ -169,7 +169,7 @@ class MultiDomainData:
         }
         table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent writers never share a temp file
         pq.write_table(table, tmp)
         os.replace(tmp, path)
 

@@ -27,6 +27,7 @@ stratified split, located CSV errors) are shared by the two preparers.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -42,6 +43,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from model.data import META_KEY, SPLITS, MultiDomainData
+from model import synthetic
 from model.synthetic import SIZES, make_synthetic
 
 DATA_FILE = "data.parquet"
@@ -56,10 +58,28 @@ MISSING = np.iinfo(np.int64).min
 # ---- loaders -----------------------------------------------------------------------------------
 
 def _synthetic(arg: str) -> MultiDomainData:
+    """Generated data; sizes above tiny are cached as Parquet (generating 11.6 M rows takes ~30 s,
+    loading them ~3 s), keyed by the generator's source so a changed generator never serves stale data."""
     size, _, seed = arg.partition(":")
     if seed and not seed.isdigit():
         raise ValueError(f"synthetic data seed must be a non-negative integer, got {seed!r}")
-    return make_synthetic(size or "tiny", int(seed or 0))
+    size, seed = size or "tiny", int(seed or 0)
+    cache_dir = os.environ.get("CROCODILE_CACHE_DIR", str(Path.home() / ".cache" / "crocodile-sweeps"))
+    if size == "tiny" or cache_dir in ("", "off"):
+        return make_synthetic(size, seed)
+    version = hashlib.sha1(Path(synthetic.__file__).read_bytes()).hexdigest()[:10]
+    path = Path(cache_dir) / f"synthetic-{size}-{seed}-{version}.parquet"
+    if path.exists():
+        try:
+            return MultiDomainData.load_parquet(path)
+        except (OSError, ValueError) as exc:  # a damaged cache file is rebuilt, not fatal
+            log(f"rebuilding synthetic cache {path}: {exc}")
+    data = make_synthetic(size, seed)
+    try:
+        data.save_parquet(path)
+    except OSError as exc:  # a read-only home still gets its data
+        log(f"could not cache synthetic data at {path}: {exc}")
+    return data
 
 
 def load_prepared(kind: str, arg: str) -> MultiDomainData:

@@ -94,3 +94,19 @@ def test_subset_and_summary(tiny):
 def test_bad_data_spec(spec, message):
     with pytest.raises(ValueError, match=message):
         check_spec(spec)
+
+
+def test_synthetic_cache_serves_identical_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CROCODILE_CACHE_DIR", str(tmp_path))
+    import model.datasets as datasets
+    from model.synthetic import SIZES, SyntheticSize
+
+    monkeypatch.setitem(SIZES, "mini", SyntheticSize(num_rows=3000, num_users=50, num_items=200, num_categories=5,
+                                                     num_authors=20))
+    first = datasets.load_data("synthetic:mini:3")
+    cached = list(tmp_path.glob("synthetic-mini-3-*.parquet"))
+    assert len(cached) == 1
+    second = datasets.load_data("synthetic:mini:3")
+    assert torch.equal(first.features, second.features) and torch.equal(first.truth, second.truth)
+    cached[0].write_bytes(b"garbage")  # a damaged cache is rebuilt
+    assert torch.equal(datasets.load_data("synthetic:mini:3").labels, first.labels)
