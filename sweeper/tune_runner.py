@@ -48,10 +48,15 @@ def connect(address: str | None, *, with_dashboard: bool) -> str:
     """Join RAY_ADDRESS / --address / a running local cluster, else start Ray in-process."""
     if ray.is_initialized():
         return "already connected"
-    target = address or os.environ.get("RAY_ADDRESS") or existing_cluster()
+    target = address or os.environ.get("RAY_ADDRESS")
     if target:
         ray.init(address=target, logging_level="WARNING", log_to_driver=True)
         return f"cluster at {target}"
+    found = existing_cluster()
+    if found:
+        # "auto" (not the explicit address) also picks up the cluster's token from ~/.ray/auth_token.
+        ray.init(address="auto", logging_level="WARNING", log_to_driver=True)
+        return f"cluster at {found}"
     # The dashboard lets Train V2 clean up the placement groups of stopped trials.
     ray.init(address="local", include_dashboard=with_dashboard, logging_level="WARNING")
     return "local Ray started in-process"
