@@ -54,6 +54,13 @@ def test_replicate_writes_a_row_per_variant_and_seed_then_resumes_for_free(ray_c
     assert meta["comparisons"] == [{"variant": "Crocodile", "reference": "MMoE"}]
     out = capsys.readouterr().out
     assert "4 trials to run" in out and "[4/4 done" in out
+    report = tmp_path / "sweeps" / "s" / "report"
+    for name in ("table.md", "table.csv", "table.tex", "stats.csv", "report.html"):
+        assert (report / name).exists(), name
+    assert list(report.glob("*.png")) and f"report: {report}" in out
+    stats = pd.read_csv(report / "stats.csv")
+    assert set(stats["variant"]) == {"Crocodile"} and set(stats["reference"]) == {"MMoE"}
+    assert set(stats["test"]) == {"paired t"} and (stats["n"] == 2).all()
 
     assert sweep(tmp_path, space) == 0
     assert "0 trials to run, 4 (cell, seed)s already stored" in capsys.readouterr().out
