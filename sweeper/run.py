@@ -110,8 +110,7 @@ def best_variants(space: Space, storage: str) -> tuple[Variant, ...]:
     for rank, cell in enumerate(ranked.index[:space.base_from.top_k], start=1):
         row = ok[ok["cell"] == cell].iloc[0]
         factors = {p: (row[p].item() if hasattr(row[p], "item") else row[p]) for p in params}
-        reference = space.variants[0].name if space.variants else None
-        variants.append(Variant(name=f"best-{rank}", factors=factors, reference=reference))
+        variants.append(Variant(name=f"best-{rank}", factors=factors, reference=space.reference))
     return tuple(variants) + space.variants
 
 

@@ -100,6 +100,7 @@ class Space:
     published: dict = field(default_factory=dict)
     search: Search | None = None
     base_from: BaseFrom | None = None
+    reference: str | None = None  # the file's default reference (also for base_from's variants)
 
     def comparisons(self) -> list[dict]:
         """(variant, reference) pairs, fixed by the file before any result exists."""
@@ -195,7 +196,7 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
     return Space(path=where, name=name, study=study, table=_typed(raw, "table", str, fail, default=name),
                  layout=layout, data=data, dataset=raw.get("dataset"), seeds=tuple(seeds), metrics=tuple(metrics),
                  base=base, resources=resources, variants=variants, published=published, search=search,
-                 base_from=base_from)
+                 base_from=base_from, reference=raw.get("reference"))
 
 
 def _apply_profile(raw: dict, profile: dict) -> dict:

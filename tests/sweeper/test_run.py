@@ -102,6 +102,22 @@ def test_search_runs_optuna_trials_and_its_study_reloads(ray_cluster, tmp_path, 
                      "--smoke-test", "--wandb", "off"]) == 0
     assert "0 search trials to run (4 of 4 already complete)" in capsys.readouterr().out
 
+    # base_from: the best configuration of that search, replicated over seeds against a baseline.
+    best = tmp_path / "best.yaml"
+    best.write_text(yaml.safe_dump({"study": "replicate", "seeds": [0, 1], "base_from": {"sweep": "opt"},
+                                    "reference": "MMoE", "variants": [TWO[0]]}))
+    assert run.main(["--space", str(best), "--storage", str(tmp_path / "sweeps"), "--name", "best",
+                     "--smoke-test", "--wandb", "off"]) == 0
+    replicated = pd.read_parquet(tmp_path / "sweeps" / "best" / "results")
+    assert sorted(set(replicated["variant"])) == ["MMoE", "best-1"] and len(replicated) == 4
+    winner = frame.loc[frame["val_auc_overall"].idxmax()]
+    chosen = replicated[replicated["variant"] == "best-1"].iloc[0]
+    assert (chosen["gating"], chosen["aux_loss"], chosen["num_embeddings"]) == (
+        winner["gating"], winner["aux_loss"], winner["num_embeddings"])
+    assert chosen["alpha"] == pytest.approx(winner["alpha"])
+    meta = json.loads((tmp_path / "sweeps" / "best" / "sweep.json").read_text())
+    assert meta["comparisons"] == [{"variant": "best-1", "reference": "MMoE"}]
+
 
 def test_in_process_and_ray_train_paths_give_the_same_metrics(ray_cluster, tmp_path):
     one = [TWO[1]]
