@@ -46,6 +46,8 @@ are named S<value of 301>.
 """
 from __future__ import annotations
 
+import abc
+
 import shutil
 import time
 from pathlib import Path
@@ -242,8 +244,11 @@ def _check_binary(values: np.ndarray, name: str, path: Path, first_line: int) ->
 
 # ---- the two-pass build ------------------------------------------------------------------------
 
-class _Build:
-    """Pass 1: parts -> spilled raw-id blocks + id counts; pass 2: remap, split, write Parquet."""
+class _Build(abc.ABC):
+    """Pass 1: parts -> spilled raw-id blocks + id counts; pass 2: remap, split, write Parquet.
+
+    The two input layouts (raw, processed) differ only in how they read rows and name domains.
+    """
 
     mode = ""
 
@@ -292,8 +297,9 @@ class _Build:
         self.spills[part].append(path)
 
     # domains and vocabularies ----
+    @abc.abstractmethod
     def domain_name(self, value: int, rank: int) -> str:
-        raise NotImplementedError
+        """The name of the domain whose field-301 id is value (rank: its order among kept ids)."""
 
     def choose_domains(self) -> None:
         train = self.domain_rows.get("train", {})
@@ -445,8 +451,9 @@ class _Build:
     def extra_summary(self) -> dict:
         return {}
 
+    @abc.abstractmethod
     def read(self) -> None:
-        raise NotImplementedError
+        """Pass 1 over the input files: call spill() for each block of rows."""
 
 
 class _RawBuild(_Build):
