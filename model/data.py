@@ -208,6 +208,10 @@ class SplitTensors:
     def __len__(self) -> int:
         return self.features.shape[0]
 
+    def to(self, device: torch.device | str) -> "SplitTensors":
+        return SplitTensors(*(None if t is None else t.to(device) for t in
+                              (self.features, self.labels, self.domains, self.users, self.truth)))
+
     def rows(self, idx: torch.Tensor | slice) -> "SplitTensors":
         return SplitTensors(
             features=self.features[idx], labels=self.labels[idx], domains=self.domains[idx],

@@ -59,8 +59,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
 
     # Setup: data on the device; init and shuffle randomness from separate generators.
-    splits = {name: data.subset(name) for name in ("train", "val", "test")}
-    splits = {name: _to(rows, device) for name, rows in splits.items()}
+    splits = {name: data.subset(name).to(device) for name in ("train", "val", "test")}
     torch.manual_seed(tcfg.seed)
     model = build_model(mcfg, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
                         prior_fields=data.prior_field_indices() if GATINGS[mcfg.gating].prior else ()).to(device)
@@ -127,6 +126,9 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         if epoch - best_epoch >= tcfg.patience:
             break
 
+    if best_state is None:
+        raise ValueError(f"monitor {tcfg.monitor!r} was NaN in every epoch (does a validation domain hold only "
+                         f"one label?); choose another monitor, e.g. val_auc_overall")
     # Test with the best epoch's weights.
     model.load_state_dict(best_state)
     test = predict_and_evaluate(model, "test", splits["test"], data.domain_names, tcfg.eval_batch_size, autocast)
@@ -135,11 +137,6 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         wall_time_s=time.perf_counter() - started, samples_per_s=train_rows / max(train_seconds, 1e-9),
         history=history,
     )
-
-
-def _to(rows: SplitTensors, device: torch.device) -> SplitTensors:
-    return SplitTensors(*(None if t is None else t.to(device) for t in
-                          (rows.features, rows.labels, rows.domains, rows.users, rows.truth)))
 
 
 @torch.no_grad()

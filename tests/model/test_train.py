@@ -63,3 +63,13 @@ def test_cli_smoke_test(capsys):
 def test_cli_rejects_unknown_key_before_loading_data():
     with pytest.raises(ValueError, match="unknown config key 'nope'"):
         main(["--data", "synthetic:kuairand", "nope=1"])
+
+
+def test_a_monitor_that_is_never_defined_fails_clearly(tiny):
+    from dataclasses import replace
+
+    # Every validation row of S6 made a click: its AUC is undefined (NaN) in every epoch.
+    labels = tiny.labels.clone()
+    labels[(tiny.split == 1) & (tiny.domains == 4)] = 1.0
+    with pytest.raises(ValueError, match="monitor 'val_auc_S6' was NaN in every epoch"):
+        train(RunConfig().with_overrides({**FAST, "monitor": "val_auc_S6"}), replace(tiny, labels=labels))
