@@ -133,6 +133,9 @@ def trainable_for(resources: Resources, template: dict):
 
 # ---- progress ----------------------------------------------------------------------------------
 
+HEARTBEAT_S = 60
+
+
 class Progress(Callback):
     """One line per finished or failed trial: counts, ETA and the best objective so far."""
 
@@ -141,6 +144,13 @@ class Progress(Callback):
         self.started = time.time()
         self.running = self.done = self.failed = 0
         self.best: tuple[float, str] | None = None
+        self.last_print = self.started
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        # Long trials (minutes per epoch at paper scale) still show a heartbeat once a minute.
+        if time.time() - self.last_print >= HEARTBEAT_S and "epoch" in result:
+            self.running = sum(t.status == "RUNNING" for t in trials)
+            self._print(f"{_label(trial)} epoch {result['epoch']}: {self.metric} {result.get('objective', math.nan):.4f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running = sum(t.status == "RUNNING" for t in trials) - 1
@@ -166,6 +176,7 @@ class Progress(Callback):
         best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
         print(f"[{self.done}/{self.total} done, {self.running} running, {self.failed} with failures] "
               f"elapsed {_fmt(elapsed)}, ETA {_fmt(eta)} | {best} | {event}", flush=True)
+        self.last_print = time.time()
 
 
 def _trial_dirname(trial) -> str:

@@ -38,3 +38,4 @@ def test_a_failing_seed_is_stored_with_its_cause_and_the_next_runs(tmp_path):
     assert list(frame["status"]) == ["failed", "failed"]
     assert frame["error"].str.contains("FloatingPointError: training loss is").all()
     assert math.isnan(summary["objective"]) and summary["seeds_failed"] == 2
+
