@@ -34,6 +34,7 @@ def space_file(tmp_path, variants, **extra):
     return str(path)
 
 
+SMALL_MODEL = ["expert_hidden=16,8", "tower_hidden=8", "batch_size=2048", "aux_rows=256", "num_embeddings=2"]
 TWO = [{"name": "MMoE", "set": {"embedding": "SE", "gating": "standard", "aux_loss": "none"}},
        {"name": "Crocodile", "set": {"embedding": "ME", "gating": "peg", "aux_loss": "cov"}}]
 
@@ -117,6 +118,28 @@ def test_search_runs_optuna_trials_and_its_study_reloads(ray_cluster, tmp_path, 
     assert chosen["alpha"] == pytest.approx(winner["alpha"])
     meta = json.loads((tmp_path / "sweeps" / "best" / "sweep.json").read_text())
     assert meta["comparisons"] == [{"variant": "best-1", "reference": "MMoE"}]
+
+
+def test_search_with_asha_prunes_without_losing_finished_trials(ray_cluster, tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = tmp_path / "asha.yaml"
+    path.write_text(yaml.safe_dump({"study": "search", "seeds": [0], "base": {"epochs": 3, "patience": 3},
+                                    "resources": {"cpus_per_worker": 1},
+                                    "search": {"num_trials": 4, "max_concurrent": 2,
+                                               "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2},
+                                               "params": {"alpha": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+                                                          "gating": {"type": "choice", "values": ["pg", "peg"]}}}}))
+    assert run.main(["--space", str(path), "--storage", str(tmp_path / "sweeps"), "--name", "asha", "--wandb", "off",
+                     "--data", "synthetic:tiny", *SMALL_MODEL]) == 0
+    study = optuna.load_study(study_name="asha", storage=JournalStorage(JournalFileBackend(
+        str(tmp_path / "sweeps" / "asha" / "optuna.journal"))))
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 4
+    frame = pd.read_parquet(tmp_path / "sweeps" / "asha" / "results")
+    # Trials that ran all 3 epochs wrote their row; pruned ones (stopped at a rung) did not finish.
+    assert 1 <= len(frame) <= 4 and set(frame["status"]) == {"ok"} and set(frame["epochs_run"]) == {3}
 
 
 def test_in_process_and_ray_train_paths_give_the_same_metrics(ray_cluster, tmp_path):
