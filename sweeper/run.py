@@ -193,8 +193,9 @@ def pending_jobs(space: Space, base: dict, data: str, sweep_uri: str, store: Res
                  args: argparse.Namespace) -> tuple[list[Job], int]:
     """One job per (variant, seed) not yet stored (ok; failed too unless --rerun-failed)."""
     from model.config import RunConfig
-    done = set() if args.force else store.done()
-    failed = set() if (args.force or args.rerun_failed) else store.failed()
+    done, failed = (set(), set()) if args.force else store.stored()
+    if args.rerun_failed:
+        failed = set()
     jobs, skipped = [], 0
     for variant in space.variants:
         for seed in space.seeds:

@@ -183,10 +183,9 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
             base_from = BaseFrom(sweep=bf["sweep"], top_k=top_k, storage=bf.get("storage"))
         elif not variants:
             fail("variants", "a replicate study needs at least one variant (or base_from)")
-        for key in ("published",):
-            for vname in published:
-                if vname not in {v.name for v in variants}:
-                    fail(f"{key}.{vname}", f"is not a variant of this file; variants: {[v.name for v in variants]}")
+        for vname in published:
+            if vname not in {v.name for v in variants}:
+                fail(f"published.{vname}", f"is not a variant of this file; variants: {[v.name for v in variants]}")
     else:
         if raw.get("variants"):
             fail("variants", "a search study samples its configurations; use search.params instead")

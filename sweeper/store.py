@@ -62,20 +62,15 @@ class ResultsStore:
         frames = [pq.read_table(f, filesystem=self.fs).to_pandas() for f in files]
         return pd.concat(frames, ignore_index=True, sort=False)
 
-    def done(self) -> set[tuple[str, int]]:
-        """(cell, seed) pairs already stored with status ok."""
+    def stored(self) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        """(cell, seed) pairs stored ok, and those stored only as failed: one read of the folder."""
         frame = self.read()
         if frame.empty:
-            return set()
-        ok = frame[frame["status"] == OK]
-        return set(zip(ok["cell"], ok["seed"].astype(int)))
-
-    def failed(self) -> set[tuple[str, int]]:
-        frame = self.read()
-        if frame.empty:
-            return set()
-        failed = set(zip(frame.loc[frame["status"] == FAILED, "cell"], frame.loc[frame["status"] == FAILED, "seed"].astype(int)))
-        return failed - self.done()
+            return set(), set()
+        keys = list(zip(frame["cell"], frame["seed"].astype(int)))
+        ok = {key for key, status in zip(keys, frame["status"]) if status == OK}
+        failed = {key for key, status in zip(keys, frame["status"]) if status == FAILED}
+        return ok, failed - ok
 
     def write_text(self, name: str, text: str) -> None:
         self.fs.create_dir(self.root, recursive=True)

@@ -65,9 +65,7 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
     scores: list[float] = []
     for seed_index, seed in enumerate(job.seeds):
         config = job.config(seed)
-        flat = config.flat()
-        row = {"sweep": job.sweep, "study": job.study, "variant": job.variant, "cell": cell_key(flat),
-               "trial_id": job.trial_id, "data": job.data, **flat, "seed": seed, "device": str(device), **(row_extra or {})}
+        row = {**_identity(job, seed, config.flat()), "device": str(device), **(row_extra or {})}
         started = time.time()
 
         def on_epoch(epoch: int, record: dict, seed=seed, seed_index=seed_index):
@@ -94,10 +92,14 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
 
 def failed_row(job: Job, seed: int, error: str) -> dict:
     """The row the driver stores for a seed whose trial died before it could write one itself."""
-    flat = job.config(seed).flat()
-    return {"sweep": job.sweep, "study": job.study, "variant": job.variant, "cell": cell_key(flat),
-            "trial_id": job.trial_id, "data": job.data, **flat, "seed": seed, "status": FAILED, "error": error,
+    return {**_identity(job, seed, job.config(seed).flat()), "status": FAILED, "error": error,
             "finished_at": time.time(), **provenance()}
+
+
+def _identity(job: Job, seed: int, flat: dict) -> dict:
+    """The columns that say which sweep, variant, cell and seed a row belongs to (factors included)."""
+    return {"sweep": job.sweep, "study": job.study, "variant": job.variant, "cell": cell_key(flat),
+            "trial_id": job.trial_id, "data": job.data, **flat, "seed": seed}
 
 
 def _short_traceback(exc: BaseException, limit: int = 4) -> str:

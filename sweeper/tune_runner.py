@@ -69,8 +69,7 @@ def _job_from(config: dict, template: dict) -> Job:
     trial_id = tune.get_context().get_trial_id() or ""
     if "job" in config:  # replicate: one (variant, seed) per trial
         return Job(**{**config["job"], "trial_id": trial_id})
-    factors = {k: v for k, v in config.items()}
-    return Job(**{**template["job"], "variant": f"trial-{trial_id}", "factors": factors, "trial_id": trial_id})
+    return Job(**{**template["job"], "variant": f"trial-{trial_id}", "factors": dict(config), "trial_id": trial_id})
 
 
 def _where() -> dict:
@@ -298,7 +297,7 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
 def store_trial_errors(errors: list, sweep_uri: str) -> int:
     """Trials that died before writing their own rows get a failed row per missing seed."""
     store = ResultsStore(sweep_uri)
-    have = store.done() | store.failed()
+    have = set().union(*store.stored())
     count = 0
     for job, error in errors:
         if job is None:
