@@ -123,6 +123,7 @@ def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | No
         "seeds": list(space.seeds),
         "variants": [{"name": v.name, "factors": v.factors, "series": v.series, "x": v.x} for v in space.variants],
         "comparisons": space.comparisons(), "published_method": space.published,
+        "hypotheses": space.hypothesis_records(), "seed_test": space.seed_test,
         "optuna_storage": journal, "optuna_study": space.name if space.search else None,
         "direction": "maximize" if space.search is None or space.search.mode == "max" else "minimize",
         "objective": space.search.metric if space.search else "val_auc_overall",
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done in {time.time() - started:.0f} s: {ok} ok rows, {len(frame) - ok} failed rows in {sweep_uri}/results")
     if not args.no_report:
         write_report(sweep_uri, wandb_mode)
+        from sweeper.report import print_verdicts  # the answer, as the sweep's last lines
+        print_verdicts(sweep_uri)
     return 0
 
 
