@@ -124,7 +124,7 @@ def plot_deltas(deltas: pd.DataFrame, metrics: Sequence[str], domains: Sequence[
         ax.grid(True, axis="y", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
-    figure.suptitle(f"{title}: mean difference, 95 % CI, * = Holm-adjusted significant")
+    figure.suptitle(f"{title}: mean difference, 95 % CI, * = verdict better (Holm within its family)")
     figure.savefig(path, dpi=DPI)
     return path
 

@@ -230,7 +230,7 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
     if data.split(":", 1)[0] == "synthetic":
         from model.synthetic import DOMAIN_NAMES
         domains = ("overall", *DOMAIN_NAMES)
-    out = []
+    out, wheres = [], []
     for i, entry in enumerate(entries):
         where = f"hypotheses[{i}]"
         if not isinstance(entry, dict):
@@ -248,7 +248,8 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
             if domains is not None and hypothesis.domain not in domains:
                 fail(f"{where}.domain", f"{hypothesis.domain!r} is not a domain of {data}; domains: {list(domains)}")
             out.append(hypothesis)
-    hyp.check_unique([h.resolved(names) for h in out], "hypotheses", fail)
+            wheres.append(where)
+    hyp.check_unique([h.resolved(names) for h in out], wheres, fail)
     return tuple(out)
 
 
