@@ -32,7 +32,8 @@ SEEDS_COLUMNS = ("hypothesis", "variant", "reference", "metric", "domain", "n", 
 # ---------------------------------------------------------------- seeds needed, from a pilot
 
 
-def seeds_table(frame: pd.DataFrame, lift: float, power: float = stats.POWER, seed_test: str = "paired") -> pd.DataFrame:
+def seeds_table(frame: pd.DataFrame, lift: float, power: float = stats.POWER,
+                seed_test: str = "paired") -> pd.DataFrame:
     """Per primary cell of a stats frame (sweeper.protocol): seeds needed for `power` at a true |lift|.
 
     The level is Holm's first step for the declared primary family (every member counted, testable

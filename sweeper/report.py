@@ -523,7 +523,8 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
     spec = analysis.spec
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} report</title>"
              f"<style>{_CSS}</style></head><body><h1>Sweep report: {html.escape(spec.name)}</h1>",
-             verdicts_html(analysis), _meta_table(analysis), "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
+             verdicts_html(analysis), _meta_table(analysis),
+             "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
              "<h2>Table</h2>", tables.to_html(analysis.table)]
     if analysis.domain_table is not None:
         parts += ["<h2>Per-domain table</h2>", tables.to_html(analysis.domain_table)]

@@ -241,7 +241,8 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
         for combo in itertools.product(*grid.values()) if grid else [()]:
             point = dict(zip(grid, combo))
             try:
-                expanded = {k: (v.format(**point) if isinstance(v, str) else v) for k, v in entry.items() if k != "grid"}
+                expanded = {k: (v.format(**point) if isinstance(v, str) else v)
+                            for k, v in entry.items() if k != "grid"}
             except (KeyError, IndexError) as exc:
                 fail(where, f"refers to {exc} which is not a key of its grid")
             hypothesis = hyp.parse(expanded, where, names, metrics, fail, extra_keys=("grid",))

@@ -60,7 +60,8 @@ def test_families_and_holm_within_each():
     assert set(tested["variant"]) == {"Crocodile"} and set(secondary["family_size"]) == {4}
     np.testing.assert_allclose(tested["p_adjusted"], multipletests(tested["p_value"], method="holm")[1], rtol=1e-12)
     closed = secondary[secondary["variant"] == "ME-MMoE-PEG"]
-    assert closed["test"].str.startswith("CI only (no primary hypothesis for ME-MMoE-PEG; paired t would be used)").all()
+    assert closed["test"].str.startswith("CI only (no primary hypothesis for ME-MMoE-PEG; paired t would be used)"
+                                         ).all()
     assert closed["p_adjusted"].isna().all() and closed["ci_low"].notna().all() and not closed["significant"].any()
     # MDE at Holm's first step for the cell's family, nowhere else.
     assert set(primary["mde_alpha"]) == {0.025} and set(tested["mde_alpha"]) == {0.05 / 4}

@@ -99,7 +99,8 @@ def test_hypotheses_expand_over_their_grid_and_resolve_all():
            "variants": [{"name": f"{s} M={m}", "set": {"num_embeddings": m}} for s in ("PG", "Croc") for m in (2, 3)],
            "hypotheses": [{"variant": "Croc M={m}", "reference": "PG M={m}", "metrics": ["gauc"],
                            "grid": {"m": [2, 3]}},
-                          {"variant": "Croc M=3", "reference": "all", "test": "intersection-union", "metrics": ["auc"]}]}
+                          {"variant": "Croc M=3", "reference": "all", "test": "intersection-union",
+                           "metrics": ["auc"]}]}
     space = parse_space(raw, "f.yaml")
     assert [(h.variant, h.references) for h in space.hypotheses[:2]] == [("Croc M=2", ("PG M=2",)),
                                                                          ("Croc M=3", ("PG M=3",))]
