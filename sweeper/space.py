@@ -116,6 +116,11 @@ class Space:
     def hypothesis_records(self) -> list[dict]:
         """The declared hypotheses for sweep.json, `all` resolved against the final variants."""
         names = [v.name for v in self.variants]
+
+        def fail(key: str, problem: str):
+            raise SpaceError(f"{self.path}: {key}: {problem}")
+        for i, h in enumerate(self.hypotheses):  # base_from may have found fewer than top_k configurations
+            hyp.check_names(h, f"hypotheses[{i}]", names, fail)
         return [h.resolved(names).record() for h in self.hypotheses]
 
 

@@ -2,9 +2,10 @@
 
 What a comparison computes (the families, Holm and the verdicts that use it are in sweeper.protocol
 and sweeper.verdicts):
-- pairing: by default a paired t-test on the seeds both arms finished (a seed fixes the data order
-  and, through per-module initialisation, the weights two variants share); seeds only one arm
-  finished are dropped and named. `seed_test="welch"` uses every finished seed of each arm instead;
+- pairing: by default a paired t-test on the seeds both arms finished (a seed fixes the data order,
+  and the initial weights of the modules two variants share where initialisation is derived per
+  module); seeds only one arm finished are dropped and named. `seed_test="welch"` uses every
+  finished seed of each arm instead; `pair_corr` shows what pairing bought;
 - delta = mean(variant) - mean(reference) over the seeds the test uses, with a 95 % t interval;
   lift (pts) = 100 * delta, as the paper prints it (0.32 means +0.32 points of AUC); the relative
   lift 100 * delta / reference mean is a separate, labelled column;

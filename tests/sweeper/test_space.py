@@ -145,3 +145,11 @@ def test_cell_key_ignores_seed_only():
     a = {"alpha": 0.1, "seed": 0, "expert_hidden": (8, 4)}
     assert cell_key(a) == cell_key({**a, "seed": 5})
     assert cell_key(a) != cell_key({**a, "alpha": 0.2})
+
+
+def test_hypothesis_records_check_the_final_variants():
+    raw = {"study": "replicate", "base_from": {"sweep": "s", "top_k": 2}, "reference": "A",
+           "variants": [{"name": "A"}], "hypotheses": [{"variant": "best-2", "reference": "A"}]}
+    space = parse_space(raw, "f.yaml")
+    with pytest.raises(SpaceError, match="f.yaml: hypotheses\\[0\\].variant: 'best-2' is not a variant"):
+        space.hypothesis_records()  # the search found only one configuration
