@@ -21,7 +21,7 @@ class TrainConfig:
     """Training settings; defaults follow the paper's lineage (FuxiCTR/STEM)."""
 
     seed: int = 0
-    lr: float = 1e-3
+    lr: float = 3e-3  # chosen by search_spaces/training_defaults.yaml (README: "Training defaults")
     batch_size: int = 4096
     eval_batch_size: int = 65536
     epochs: int = 20
