@@ -19,7 +19,6 @@ import base64
 import html
 import importlib.resources
 import json
-import os
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -28,13 +27,12 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from sweeper import plots, tables
+from sweeper import plots, tables, wandb_log
 from sweeper.stats import ComparisonSpec, latest_ok_runs, stats_frame, summary_frame
 from sweeper.tables import Table, VariantSpec
 
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 STUDIES = ("replicate", "search")
-WANDB_MODES = ("disabled", "offline", "online")
 # Columns of the results store that describe a configuration (seed is the replicate, not a factor).
 FACTOR_COLUMNS = ("embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
                   "aux_loss", "alpha", "aux_rows", "lr", "batch_size", "epochs", "patience", "embedding_l2")
@@ -341,11 +339,10 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
 
     Finds everything from sweep_dir: sweep.json, results/*.parquet, and the Optuna journal at
     sweep.json's optuna_storage (a relative path is taken relative to sweep_dir).
-    wandb_mode: "online"/"offline" log a summary W&B run; None, "disabled" or "off" do not.
+    wandb_mode: a --wandb choice (sweeper.wandb_log.CHOICES); "online"/"offline" (or "auto") log a
+    report run into the sweep's W&B group; None or "off" do not.
     """
-    wandb_mode = "disabled" if wandb_mode in (None, "off") else wandb_mode
-    if wandb_mode not in WANDB_MODES:
-        raise ValueError(f"wandb_mode={wandb_mode!r}; expected one of {WANDB_MODES}, 'off' or None")
+    wandb_mode = wandb_log.resolve_mode(wandb_mode or "off")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     sweep_dir = Path(sweep_dir)
@@ -373,7 +370,7 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         importances = optuna_importances(storage, spec.optuna_study)
     made = write_plots(analysis, importances, out_dir)
 
-    wandb_note = "W&B logging off." if wandb_mode == "disabled" else log_to_wandb(
+    wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
     (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note))
     return out_dir
@@ -384,43 +381,57 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
 
 def log_to_wandb(mode: str, analysis: Analysis, importances: Importances, made: Sequence[Plot],
                  sweep_dir: Path) -> str:
-    """One summary run: every table as wandb.Table, every plot as wandb.Image. Never raises.
-
-    Credentials come from the user's own W&B login/environment; nothing is written here.
+    """The report run: in the sweep's group, job_type "report", numeric W&B Tables and every plot
+    as an image. Never raises. Credentials come from the user's own W&B login or environment.
     """
-    previous_mode = os.environ.get("WANDB_MODE")
+    spec = analysis.spec
+    target = wandb_log.target_for(mode, spec.name, str(sweep_dir))
     try:
         import wandb
 
-        if mode == "offline":
-            os.environ["WANDB_MODE"] = "offline"
-        spec = analysis.spec
-        run = wandb.init(project="crocodile-sweeps", name=f"{spec.name}-report", job_type="report", mode=mode,
-                         dir=str(sweep_dir), config={"sweep": spec.name, "study": spec.study, "table": spec.table,
-                                                     "data": spec.data, "seeds": list(spec.seeds)})
+        run = wandb_log.init_run(target, name=f"{spec.name}-report", job_type="report",
+                                 config={"sweep": spec.name, "study": spec.study, "table": spec.table,
+                                         "data": spec.data, "seeds": list(spec.seeds)})
         try:
-            logged = {"table": wandb.Table(columns=list(analysis.table.columns),
-                                           data=[list(r) for r in analysis.table.rows]),
-                      "stats": wandb.Table(dataframe=analysis.stats),
-                      "summary": wandb.Table(dataframe=analysis.summary)}
-            if analysis.published is not None:
-                logged["published"] = wandb.Table(dataframe=analysis.published)
-            if importances.frame is not None:
-                logged["importances"] = wandb.Table(dataframe=importances.frame)
-            for plot in made:
-                logged[plot.png.stem] = wandb.Image(str(plot.png), caption=plot.title)
-            run.log(logged)
+            run.log({**{key: wandb.Table(dataframe=numeric_frame(frame)) for key, frame in wandb_tables(analysis,
+                                                                                                     importances)},
+                     **{f"plot/{plot.png.stem}": wandb.Image(str(plot.png), caption=plot.title) for plot in made}})
         finally:
             run.finish()
-        return f"Logged a summary run to W&B ({mode}): {run.name}."
+            # The report run is the process's last: stopping W&B's service here flushes its file
+            # before the sweep reads the offline runs back.
+            wandb.teardown()
+        return f"Logged the report run to W&B ({mode}): {run.name}, group {spec.name}."
     except Exception as error:  # W&B is a convenience: its failure must never cost the report
         print(f"warning: W&B logging failed: {type(error).__name__}: {error}", file=sys.stderr)
         return f"W&B logging ({mode}) failed: {type(error).__name__}: {error}"
-    finally:
-        if previous_mode is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = previous_mode
+
+
+def wandb_tables(analysis: Analysis, importances: Importances) -> list[tuple[str, pd.DataFrame]]:
+    """(key, frame) of every table the report run logs: numbers stay numbers."""
+    runs = analysis.runs
+    metric_columns = [c for c in runs.columns if c.startswith(("test_", "val_"))]
+    identity = [c for c in ("variant", "seed", "cell", *FACTOR_COLUMNS) if c in runs.columns]
+    out = [("results", runs[identity + metric_columns]), ("summary", analysis.summary), ("stats", analysis.stats)]
+    if analysis.published is not None:
+        out.append(("published", analysis.published))
+    if analysis.best is not None:
+        out.append(("best_configs", analysis.best))
+    if importances.frame is not None:
+        out.append(("importances", importances.frame))
+    return out
+
+
+def numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns W&B can type: numpy scalars as Python numbers, booleans kept, the rest as text."""
+    out = frame.reset_index(drop=True).copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            continue
+        numeric = pd.to_numeric(series, errors="coerce")
+        out[column] = numeric if numeric.notna().sum() == series.notna().sum() else series.astype(str)
+    return out
 
 
 # ---------------------------------------------------------------- HTML
@@ -491,10 +502,15 @@ def _frame_html(frame: pd.DataFrame, title: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweeper.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="directory with sweep.json and results/")
-    parser.add_argument("--wandb", choices=(*WANDB_MODES, "off"), default="disabled",
-                        help="log a summary W&B run (default: disabled; 'off' is the same)")
+    parser.add_argument("--wandb", choices=wandb_log.CHOICES, default="off",
+                        help="log the report run (tables, plots) into the sweep's W&B group; auto: online with "
+                             "a W&B key, else offline (default: off)")
     parser.add_argument("--top-k", type=int, default=10, help="best configurations listed for a search")
     args = parser.parse_args(argv)
+    problem = wandb_log.credentials_problem(wandb_log.resolve_mode(args.wandb))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         out_dir = write_report(args.sweep_dir, wandb_mode=args.wandb, top_k=args.top_k)
     except (ValueError, FileNotFoundError) as error:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweeper import report, stats
+from sweeper import report, stats, wandb_log
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,8 +171,15 @@ def test_wandb_offline_summary_run(make_sweep, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     sweep_dir = make_sweep("rows")
     out = report.write_report(sweep_dir, wandb_mode="offline")
-    assert "Logged a summary run to W&amp;B (offline)" in (out / "report.html").read_text()
-    assert list((sweep_dir / "wandb").glob("offline-run-*"))
+    assert "Logged the report run to W&amp;B (offline): t5-report, group t5" in (out / "report.html").read_text()
+    (run,) = wandb_log.offline_runs(sweep_dir / "wandb")  # where the sweep's trial runs go too
+    assert (run.name, run.group, run.job_type, run.exit_code) == ("t5-report", "t5", "report", 0)
+    tables = run.tables()
+    assert {"results", "summary", "stats", "published"} <= set(tables)
+    stats_table = tables["stats"]
+    for column in ("delta", "p_adjusted", "n"):  # numbers, not strings
+        index = stats_table["columns"].index(column)
+        assert all(isinstance(row[index], (int, float)) for row in stats_table["data"]), column
     assert "WANDB_MODE" not in os.environ
 
 
