@@ -9,7 +9,8 @@ SWEEP_DIR/results/*.parquet (one row per finished run), and writes SWEEP_DIR/rep
   published.csv            ours next to the paper's numbers (when the sweep declares counterparts);
   best_configs.csv, importances.csv   for search studies;
   missing_seeds.csv        declared (variant, seed) pairs without an ok result, with the last error;
-  report.html              everything above on one self-contained page (images inline).
+  verdicts.csv, verdicts.txt   one verdict per primary hypothesis (see sweeper.verdicts);
+  report.html, report.md   the verdicts first, then everything above (images inline in the HTML).
 The sweep service calls write_report(sweep_dir) when a sweep ends.
 """
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from sweeper import plots, tables, wandb_log
-from sweeper.stats import ComparisonSpec, latest_ok_runs, stats_frame, summary_frame
+from sweeper import hypotheses as hyp
+from sweeper import plots, protocol, tables, verdicts, wandb_log
+from sweeper.stats import SEED_TESTS, ComparisonSpec, latest_ok_runs, summary_frame
 from sweeper.tables import Table, VariantSpec
 
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
@@ -38,15 +40,20 @@ FACTOR_COLUMNS = ("embedding", "num_embeddings", "embedding_dim", "expert_hidden
                   "aux_loss", "alpha", "aux_rows", "lr", "batch_size", "epochs", "patience", "embedding_l2")
 PROVENANCE_COLUMNS = ("git_commit", "host", "device", "torch_version", "ray_version", "optuna_version")
 PROTOCOL = (
-    "Each declared comparison (variant vs reference) is tested per metric and domain on the test split. "
-    "Test: paired t-test over seeds when both arms finished exactly the same seeds (a seed fixes data order "
-    "and shared initialisation), otherwise Welch's t-test; the test used is named per row of stats.csv. "
-    "Delta = mean difference with a 95 % t interval. p-values are Holm-adjusted over all comparisons of the "
-    "table (variants x metrics x domains); * = adjusted p < 0.05 and an improvement over the reference "
-    "(higher AUC/gAUC, lower logloss). An exact permutation p-value is reported as a robustness check only. "
-    "Effect size is Hedges' g (pooled between-seed SD); mde is the smallest difference the cell had 80 % "
-    "power to detect (two-sided, alpha 0.05), so a missing star is not evidence of no effect when mde is "
-    "large. Means are over finished seeds; a cell with fewer than the declared seeds shows (k/n)."
+    "Families, fixed by the space file before any result: primary = the declared hypotheses (one member per "
+    "metric; an intersection-union hypothesis is one member); ablation = every other declared comparison on the "
+    "overall domain; secondary = per-domain cells, tested only for a variant whose primary hypotheses all came "
+    "out better, otherwise shown with a CI only. Holm within each family (stats.csv: family, family_size, "
+    "p_adjusted). Test: paired t on the seeds both arms finished (dropped seeds are named), or Welch when the "
+    "space sets seed_test: welch; two-sided at 0.05 plus a direction check (better: an improvement, higher "
+    "AUC/gAUC or lower logloss; worse: the other way). Inside an intersection-union hypothesis each pairwise "
+    "test is one-sided at 0.05 and all must pass. Degenerate cells (fewer than 2 common seeds, zero variance, a "
+    "constant metric or a constant difference) are labelled in the test column and get no p, CI, MDE or star. "
+    "Lift (pts) = 100 * (mean - reference mean), as the paper prints it. mde = the smallest difference the cell "
+    "had 80 % power to detect at Holm's first step for its family (0.05 / family size, its sidedness). "
+    "pair_corr = correlation of the two arms' per-seed scores. The exact permutation p (two-sided) is a "
+    "robustness column only; its floor is p_permutation_floor (2/64 = 0.031 at 6 paired seeds). Means are over "
+    "finished seeds; a cell with fewer than the declared seeds shows (k/n)."
 )
 
 
@@ -74,6 +81,8 @@ class SweepSpec:
     direction: str = "maximize"
     objective: str = "val_auc_overall"
     search_params: tuple[str, ...] = ()  # the parameters a search varies (shown with its best configurations)
+    hypotheses: tuple[hyp.Hypothesis, ...] = ()  # the primary family's claims, references resolved
+    seed_test: str = "paired"
 
 
 def load_spec(sweep_dir: Path) -> SweepSpec:
@@ -114,6 +123,10 @@ def spec_from_dict(raw: Mapping) -> SweepSpec:
         unnamed = [v.name for v in variants if v.series is None]
         if unnamed:
             raise ValueError(f"sweep.json layout='num_embeddings' needs series on every variant; missing on {unnamed}")
+    metrics = tuple(raw.get("metrics") or ("auc", "gauc"))
+    declared = hyp.from_records(raw.get("hypotheses") or [], names, metrics)
+    if raw.get("seed_test", "paired") not in SEED_TESTS:
+        raise ValueError(f"sweep.json seed_test={raw['seed_test']!r}; expected one of {sorted(SEED_TESTS)}")
     # Null/absent domains (real datasets) are read off the results' metric columns in analyse().
     domains = tuple(raw.get("domains") or ())
     # Every table has an overall column; the store always has {split}_{metric}_overall.
@@ -121,11 +134,12 @@ def spec_from_dict(raw: Mapping) -> SweepSpec:
     return SweepSpec(
         name=str(raw["name"]), study=raw["study"], table=str(raw["table"]), layout=raw["layout"],
         data=str(raw["data"]), dataset=raw.get("dataset"), domains=domains,
-        metrics=tuple(raw.get("metrics") or ("auc", "gauc")), seeds=tuple(int(s) for s in raw["seeds"]),
+        metrics=metrics, seeds=tuple(int(s) for s in raw["seeds"]),
         variants=variants, comparisons=comparisons, published_method=dict(raw.get("published_method") or {}),
         optuna_storage=raw.get("optuna_storage"), optuna_study=raw.get("optuna_study"),
         direction=raw.get("direction", "maximize"), objective=raw.get("objective", "val_auc_overall"),
-        search_params=tuple(raw.get("search_params") or ()))
+        search_params=tuple(raw.get("search_params") or ()), hypotheses=declared,
+        seed_test=raw.get("seed_test", "paired"))
 
 
 def load_results(sweep_dir: Path) -> pd.DataFrame:
@@ -167,6 +181,11 @@ class Analysis:
     published: pd.DataFrame | None
     best: pd.DataFrame | None
     notes: tuple[str, ...]
+    # The answer first (sweeper.verdicts): one row per primary hypothesis, the headline sentences
+    # (verdicts, then training quality) and, on synthetic data, each variant's share of the Bayes gap.
+    verdicts: pd.DataFrame
+    headline: tuple[str, ...]
+    bayes: pd.DataFrame | None
 
 
 def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top_k: int = 10) -> Analysis:
@@ -183,7 +202,8 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
     names = [v.name for v in variants]
     expected_n = len(spec.seeds)
     summary = summary_frame(runs, names, spec.metrics, spec.domains)
-    stats = stats_frame(runs, spec.comparisons, spec.metrics, spec.domains, table=spec.table, expected_n=expected_n)
+    stats = protocol.stats_frame(runs, spec.comparisons, spec.metrics, spec.domains, table=spec.table,
+                                 expected_n=expected_n, declared=spec.hypotheses, seed_test=spec.seed_test)
     title = f"{spec.table}: {spec.name} ({spec.data}, test split)"
     domain_table = None
     best = None
@@ -211,8 +231,19 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
                          f"{sorted(set(spec.published_method.values()))}.")
     # A search runs each trial on its own few seeds: only attempted-and-failed seeds count as missing.
     missing = missing_seeds(results, names, spec.seeds, attempted_only=spec.study == "search")
+    answer = _verdicts(spec, runs, names, stats, published)
     return Analysis(spec, tuple(variants), runs, summary, stats, table, domain_table, missing, side_by_side,
-                    best, tuple(notes))
+                    best, tuple(notes), *answer)
+
+
+def _verdicts(spec: SweepSpec, runs: pd.DataFrame, names: Sequence[str], stats: pd.DataFrame,
+              published: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame | None]:
+    """(verdicts frame, headline lines, Bayes-gap frame) for the Analysis."""
+    gap = verdicts.bayes_gap(runs, names)
+    cells = [cell for h in spec.hypotheses for cell in hyp.cells(h)]
+    lifts, source = verdicts.published_lifts(published, spec.dataset, spec.table, spec.published_method, cells)
+    frame = verdicts.verdict_frame(stats, spec.hypotheses, lifts, verdicts.is_undertrained(gap), source)
+    return frame, verdicts.headline(frame, gap, spec.study, len(spec.hypotheses)), gap
 
 
 def domains_in(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, ...]:
@@ -346,6 +377,7 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     sweep_dir = Path(sweep_dir)
+    (sweep_dir / "report" / VERDICTS_TXT).unlink(missing_ok=True)  # never print an earlier report's answer
     analysis = analyse(load_spec(sweep_dir), load_results(sweep_dir), load_published(), top_k)
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
     out_dir = sweep_dir / "report"
@@ -373,7 +405,61 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
     wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
     (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note))
+    write_verdicts(analysis, out_dir)
     return out_dir
+
+
+# ---------------------------------------------------------------- the answer first (verdicts)
+
+VERDICTS_TXT = "verdicts.txt"
+
+
+def write_verdicts(analysis: Analysis, out_dir: Path) -> None:
+    """verdicts.csv, report.md (verdicts first) and, last, verdicts.txt: the lines a sweep ends with."""
+    analysis.verdicts.to_csv(out_dir / "verdicts.csv", index=False)
+    if analysis.bayes is not None:
+        analysis.bayes.to_csv(out_dir / "bayes_gap.csv", index=False)
+    (out_dir / "report.md").write_text(render_markdown(analysis))
+    (out_dir / VERDICTS_TXT).write_text("".join(f"{line}\n" for line in analysis.headline))
+
+
+def print_verdicts(sweep_dir: Path | str) -> None:
+    """Print the verdict lines of the report just written (nothing if it was not written)."""
+    if "://" in str(sweep_dir):
+        return
+    path = Path(sweep_dir) / "report" / VERDICTS_TXT
+    if path.is_file():
+        print("verdicts:")
+        for line in path.read_text().splitlines():
+            print(f"  {line}")
+
+
+def verdicts_html(analysis: Analysis) -> str:
+    """The report's first section: one sentence per primary hypothesis, then training quality."""
+    items = "".join(f"<li class='verdict {html.escape(_verdict_class(line))}'>{html.escape(line)}</li>"
+                    for line in analysis.headline)
+    return f"<h2>Verdicts</h2><ul class='verdicts'>{items}</ul>"
+
+
+def _verdict_class(line: str) -> str:
+    for verdict in (verdicts.NOT_TESTABLE, verdicts.NOT_SHOWN, verdicts.BETTER, verdicts.WORSE):
+        if f": {verdict}" in line:
+            return verdict.replace(" ", "-")
+    return verdicts.UNDERTRAINED.split(":")[0] if verdicts.UNDERTRAINED in line else "note"
+
+
+def render_markdown(analysis: Analysis) -> str:
+    spec = analysis.spec
+    parts = [f"# Sweep report: {spec.name}", "", "## Verdicts", ""] + [f"- {line}" for line in analysis.headline]
+    parts += ["", "## Table", "", tables.to_markdown(analysis.table)]
+    if analysis.domain_table is not None:
+        parts += ["## Per-domain table", "", tables.to_markdown(analysis.domain_table)]
+    parts += ["## Significance protocol", "", PROTOCOL, "",
+              "Every comparison, with its family and test: `stats.csv`; verdicts: `verdicts.csv`; the page with "
+              "plots: `report.html`.", ""]
+    if analysis.notes:
+        parts += ["## Notes", ""] + [f"- {note}" for note in analysis.notes] + [""]
+    return "\n".join(parts)
 
 
 # ---------------------------------------------------------------- W&B
@@ -412,7 +498,8 @@ def wandb_tables(analysis: Analysis, importances: Importances) -> list[tuple[str
     runs = analysis.runs
     metric_columns = [c for c in runs.columns if c.startswith(("test_", "val_"))]
     identity = [c for c in ("variant", "seed", "cell", *FACTOR_COLUMNS) if c in runs.columns]
-    out = [("results", runs[identity + metric_columns]), ("summary", analysis.summary), ("stats", analysis.stats)]
+    out = [("results", runs[identity + metric_columns]), ("summary", analysis.summary), ("stats", analysis.stats),
+           ("verdicts", analysis.verdicts)]
     if analysis.published is not None:
         out.append(("published", analysis.published))
     if analysis.best is not None:
@@ -439,14 +526,16 @@ def numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:3px 6px;
 text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}.note{font-size:.85em;
-color:#555;margin:.2em 0}img{max-width:100%}figure{margin:1em 0}.meta td{text-align:left}"""
+color:#555;margin:.2em 0}img{max-width:100%}figure{margin:1em 0}.meta td{text-align:left}
+tr.muted td{color:#999;background:#f7f7f7}li.verdict{margin:.3em 0}li.better{color:#185c1e}li.worse{color:#8a1c1c}
+li.undertrained{color:#8a5a00;font-weight:600}"""
 
 
 def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str) -> str:
     spec = analysis.spec
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} report</title>"
              f"<style>{_CSS}</style></head><body><h1>Sweep report: {html.escape(spec.name)}</h1>",
-             _meta_table(analysis), "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
+             verdicts_html(analysis), _meta_table(analysis), "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
              "<h2>Table</h2>", tables.to_html(analysis.table)]
     if analysis.domain_table is not None:
         parts += ["<h2>Per-domain table</h2>", tables.to_html(analysis.domain_table)]
@@ -471,7 +560,7 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
             parts.append(_frame_html(importances.frame, "Parameter importances"))
         parts.append(f"<p class='note'>{html.escape(importances.note)}</p>")
     parts += ["<h2>All comparisons (stats.csv)</h2>",
-              _frame_html(analysis.stats, "One row per comparison x metric x domain") if len(analysis.stats)
+              _stats_html(analysis.stats) if len(analysis.stats)
               else "<p>No comparisons declared in sweep.json.</p>"]
     notes = (*analysis.notes, wandb_note)
     parts += ["<h2>Notes</h2>"] + [f"<p class='note'>{html.escape(n)}</p>" for n in notes if n]
@@ -494,6 +583,12 @@ def _meta_table(analysis: Analysis) -> str:
 
 def _frame_html(frame: pd.DataFrame, title: str) -> str:
     return tables.to_html(tables.frame_table(frame, title))
+
+
+def _stats_html(stats: pd.DataFrame) -> str:
+    # Untested rows (degenerate, or a closed gate) are greyed out; the test column says why.
+    return tables.to_html(tables.frame_table(stats, "One row per comparison x metric x domain; greyed: not tested "
+                                                    "(the test column says why)", muted=stats["p_value"].isna()))
 
 
 # ---------------------------------------------------------------- CLI

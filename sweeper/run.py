@@ -193,6 +193,7 @@ def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | No
         "seeds": list(space.seeds),
         "variants": [{"name": v.name, "factors": v.factors, "series": v.series, "x": v.x} for v in space.variants],
         "comparisons": space.comparisons(), "published_method": space.published,
+        "hypotheses": space.hypothesis_records(), "seed_test": space.seed_test,
         "optuna_storage": journal, "optuna_study": space.name if space.search else None,
         "direction": "maximize" if space.search is None or space.search.mode == "max" else "minimize",
         "objective": space.search.metric if space.search else "val_auc_overall",
@@ -340,10 +341,15 @@ def write_report(sweep_uri: str, wandb_mode: str, out: console.Console) -> None:
     if "://" in sweep_uri:
         out.line("report: fetch the sweep locally, then run: python -m sweeper.report DIR")
         return
-    from sweeper.report import write_report as render
+    from sweeper.report import VERDICTS_TXT, write_report as render
     try:
         path = render(sweep_uri, wandb_mode=wandb_mode)
         out.line(f"report: {path / 'report.html'}")
+        verdict_lines = (path / VERDICTS_TXT).read_text().splitlines() if (path / VERDICTS_TXT).is_file() else []
+        if verdict_lines:  # the answer, as the sweep's last lines
+            out.line("verdicts:")
+            for line in verdict_lines:
+                out.line(f"  {line}")
     except Exception as exc:  # noqa: BLE001 - the results are safe; a report bug must not hide that
         out.warn(f"report failed ({type(exc).__name__}: {exc}); results are intact; traceback in the sweep log; "
                  f"retry with: python -m sweeper.report {sweep_uri}")

@@ -4,6 +4,8 @@ Two kinds of study share one format:
   replicate: a list of named variants, each run for every seed (the paper's tables);
   search:    Optuna over `search.params`, each sampled configuration run for seeds_per_trial seeds.
 Every problem is reported as one SpaceError naming the file and the key, before Ray starts.
+`hypotheses:` declares the primary claims (see sweeper.hypotheses); `reference:` declares the other
+comparisons; `seed_test:` picks the test over seeds (paired on common seeds by default, or welch).
 """
 from __future__ import annotations
 
@@ -18,12 +20,15 @@ from pathlib import Path
 import yaml
 
 from model.config import RunConfig, config_keys
+from sweeper import hypotheses as hyp
+from sweeper.stats import SEED_TESTS
 
 STUDIES = ("replicate", "search")
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = {"name", "description", "study", "table", "layout", "data", "seeds", "metrics", "base", "resources",
-            "variants", "reference", "published", "search", "profiles", "base_from", "dataset"}
+            "variants", "reference", "published", "search", "profiles", "base_from", "dataset", "hypotheses",
+            "seed_test"}
 VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference"}
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent"}
 SEARCH_KEYS = {"metric", "mode", "num_trials", "max_concurrent", "seeds_per_trial", "params", "asha", "sampler_seed"}
@@ -101,10 +106,17 @@ class Space:
     search: Search | None = None
     base_from: BaseFrom | None = None
     reference: str | None = None  # the file's default reference (also for base_from's variants)
+    hypotheses: tuple[hyp.Hypothesis, ...] = ()  # `reference: all` still unresolved (base_from adds variants)
+    seed_test: str = "paired"
 
     def comparisons(self) -> list[dict]:
         """(variant, reference) pairs, fixed by the file before any result exists."""
         return [{"variant": v.name, "reference": v.reference} for v in self.variants if v.reference]
+
+    def hypothesis_records(self) -> list[dict]:
+        """The declared hypotheses for sweep.json, `all` resolved against the final variants."""
+        names = [v.name for v in self.variants]
+        return [h.resolved(names).record() for h in self.hypotheses]
 
 
 def find_space(name_or_path: str) -> Path:
@@ -167,6 +179,9 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
     if not isinstance(published, dict):
         fail("published", "must map variant names to method names of published_results.csv")
 
+    seed_test = raw.get("seed_test", "paired")
+    if seed_test not in SEED_TESTS:
+        fail("seed_test", f"must be one of {sorted(SEED_TESTS)}, got {seed_test!r}")
     variants, search, base_from = (), None, None
     if study == "replicate":
         variants = _variants(raw, base, fail)
@@ -192,10 +207,49 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
         search = _search(raw.get("search"), fail)
         if search.seeds_per_trial > len(seeds):
             fail("search.seeds_per_trial", f"is {search.seeds_per_trial} but only {len(seeds)} seeds are listed")
+        if raw.get("hypotheses"):
+            fail("hypotheses", "a search is exploratory and tests nothing; declare hypotheses in the replicate "
+                               "that follows it (base_from), or write `hypotheses: []`")
+    declared = _hypotheses(raw, variants, base_from, metrics, data, fail)
     return Space(path=where, name=name, study=study, table=_typed(raw, "table", str, fail, default=name),
                  layout=layout, data=data, dataset=raw.get("dataset"), seeds=tuple(seeds), metrics=tuple(metrics),
                  base=base, resources=resources, variants=variants, published=published, search=search,
-                 base_from=base_from, reference=raw.get("reference"))
+                 base_from=base_from, reference=raw.get("reference"), hypotheses=declared, seed_test=seed_test)
+
+
+def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | None, metrics: list,
+                data: str, fail) -> tuple[hyp.Hypothesis, ...]:
+    """`hypotheses:` entries, each expanded over its `grid` like a variant, names checked."""
+    entries = raw.get("hypotheses") or []
+    if not isinstance(entries, list):
+        fail("hypotheses", f"must be a list of {{variant, reference, metrics, domain}} mappings, got {entries!r}")
+    names = [v.name for v in variants]
+    if base_from is not None:  # best-1 .. best-k exist once the search is read, at run time
+        names = [f"best-{k}" for k in range(1, base_from.top_k + 1)] + names
+    domains = None
+    if data.split(":", 1)[0] == "synthetic":
+        from model.synthetic import DOMAIN_NAMES
+        domains = ("overall", *DOMAIN_NAMES)
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"hypotheses[{i}]"
+        if not isinstance(entry, dict):
+            fail(where, f"expected a mapping like {{variant: A, reference: B}}, got {entry!r}")
+        grid = entry.get("grid") or {}
+        if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+            fail(f"{where}.grid", f"must map grid keys to non-empty lists, got {grid!r}")
+        for combo in itertools.product(*grid.values()) if grid else [()]:
+            point = dict(zip(grid, combo))
+            try:
+                expanded = {k: (v.format(**point) if isinstance(v, str) else v) for k, v in entry.items() if k != "grid"}
+            except (KeyError, IndexError) as exc:
+                fail(where, f"refers to {exc} which is not a key of its grid")
+            hypothesis = hyp.parse(expanded, where, names, metrics, fail, extra_keys=("grid",))
+            if domains is not None and hypothesis.domain not in domains:
+                fail(f"{where}.domain", f"{hypothesis.domain!r} is not a domain of {data}; domains: {list(domains)}")
+            out.append(hypothesis)
+    hyp.check_unique([h.resolved(names) for h in out], "hypotheses", fail)
+    return tuple(out)
 
 
 def _apply_profile(raw: dict, profile: dict) -> dict:

@@ -1,19 +1,22 @@
-"""Significance protocol: one comparison "variant vs reference" over seeds, and a table of them.
+"""One comparison "variant vs reference" over seeds: pure arithmetic, no families, no verdicts.
 
-Protocol (decided before any result is seen; the comparisons come from the sweep file):
-- per arm: mean and sample std (ddof=1) over seeds; lift % = 100 * (mean - ref_mean) / ref_mean;
-- delta = mean - ref_mean with a 95 % t confidence interval;
-- the test: a paired t-test when both arms ran exactly the same seeds (same seed = same data order
-  and same shared init, which the model core guarantees), Welch's t-test otherwise; the name of the
-  test is part of every result;
-- an exact permutation test (all sign flips / all re-assignments) as a robustness column only;
-- Holm correction over all comparisons of one table (variants x metrics x domains);
-- significant = Holm-adjusted p < 0.05 AND delta in the claimed direction (an improvement over the
-  reference: higher AUC/gAUC, lower logloss);
-- Hedges g and the minimum detectable effect (80 % power, two-sided alpha 0.05) so that
-  "not significant" can be read against what the cell could have detected.
-Wilcoxon and percentile-bootstrap stars are deliberately absent: with 6 seeds the Wilcoxon p-value
-cannot go below 0.03 and the bootstrap's false-positive rate is far above its nominal level.
+What a comparison computes (the families, Holm and the verdicts that use it are in sweeper.protocol
+and sweeper.verdicts):
+- pairing: by default a paired t-test on the seeds both arms finished (a seed fixes the data order
+  and, through per-module initialisation, the weights two variants share); seeds only one arm
+  finished are dropped and named. `seed_test="welch"` uses every finished seed of each arm instead;
+- delta = mean(variant) - mean(reference) over the seeds the test uses, with a 95 % t interval;
+  lift (pts) = 100 * delta, as the paper prints it (0.32 means +0.32 points of AUC); the relative
+  lift 100 * delta / reference mean is a separate, labelled column;
+- cells that cannot be tested are labelled, not computed: fewer than 2 usable seeds, zero variance
+  in both arms, a metric constant across all runs (a gAUC resting on one user), or a constant
+  difference (t would be infinite). They get no p, no interval, no MDE;
+- an exact permutation p-value (all sign flips / re-assignments), two-sided, as a robustness column
+  with its floor: with 6 paired seeds it cannot go below 2/64 = 0.031;
+- Hedges g, the per-seed correlation of the two arms (what pairing buys), and the MDE and seeds
+  needed at a given alpha (the caller passes the alpha its family actually uses).
+Vectorised cores (`*_many`) take a leading replicate axis so that calibration simulations run the
+very code the report runs; the scalar functions call them with one replicate.
 """
 from __future__ import annotations
 
@@ -21,13 +24,12 @@ import functools
 import itertools
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
 ALPHA = 0.05
@@ -39,16 +41,17 @@ LOWER_IS_BETTER = frozenset({"logloss"})
 # report stays deterministic). 6 + 6 seeds have 924 re-assignments and 6 paired seeds 64 sign flips.
 MAX_EXACT_ARRANGEMENTS = 200_000
 MONTE_CARLO_ARRANGEMENTS = 100_000
+# A spread below this (relative to the scores' scale) is float rounding, not seed-to-seed variation.
+ZERO_SPREAD = 1e-12
+# Seeds-needed searches stop here: beyond it the answer is "more than anyone will run".
+MAX_SEEDS = 100_000
 
 PAIRED = "paired t"
 WELCH = "Welch t"
-NOT_TESTED = "none (n < 2)"
+SEED_TESTS = {"paired": PAIRED, "welch": WELCH}  # space-file name -> test
+ALTERNATIVES = ("two-sided", "greater", "less")
+NOT_TESTABLE = "not testable"
 
-STATS_COLUMNS = (
-    "table", "variant", "reference", "metric", "domain", "split", "n", "ref_n", "expected_n",
-    "mean", "ref_mean", "std", "ref_std", "lift_pct", "delta", "ci_low", "ci_high", "test",
-    "p_value", "p_adjusted", "p_permutation", "effect_size", "mde", "significant",
-)
 SUMMARY_COLUMNS = ("variant", "metric", "domain", "n", "mean", "std", "ci_low", "ci_high")
 
 
@@ -56,8 +59,17 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
+def improvement(metric: str) -> str:
+    """The one-sided alternative that means "variant improves on reference" for this metric."""
+    return "greater" if higher_is_better(metric) else "less"
+
+
 def metric_column(split: str, metric: str, domain: str) -> str:
     return f"{split}_{metric}_{domain}"
+
+
+def is_testable(test: str) -> bool:
+    return not test.startswith(NOT_TESTABLE)
 
 
 # ---------------------------------------------------------------- one comparison
@@ -65,27 +77,38 @@ def metric_column(split: str, metric: str, domain: str) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Variant vs reference over seeds. NaN where a quantity is undefined (n < 2, zero variance)."""
+    """Variant vs reference over seeds. NaN where a quantity is undefined; `test` says why."""
 
-    n: int
+    n: int  # seeds the test uses: the common seeds (paired) or the variant's seeds (Welch)
+    variant_n: int  # seeds each arm finished
     ref_n: int
-    mean: float
+    dropped_seeds: str  # seeds left out of a paired test, and which arm lacks them
+    mean: float  # over the seeds the test uses
     ref_mean: float
     std: float
     ref_std: float
-    lift_pct: float
     delta: float
+    lift_pts: float
+    lift_rel_pct: float
     ci_low: float
     ci_high: float
-    test: str
+    test: str  # PAIRED, WELCH, or "not testable: <reason>"
+    alternative: str
     p_value: float
     p_permutation: float
+    p_permutation_floor: float
+    pair_corr: float
+    sd_diff: float  # SD of one seed's difference (paired: of the differences; Welch: sqrt(s1^2 + s2^2))
     effect_size: float
-    mde: float
 
 
-def lift_pct(mean: float, ref_mean: float) -> float:
-    """Relative change in percent, as the paper prints it (0.09 means +0.09 %)."""
+def lift_pts(mean: float, ref_mean: float) -> float:
+    """Absolute lift in points, as the paper prints it: 0.66373 vs 0.66057 is +0.316."""
+    return 100.0 * (mean - ref_mean)
+
+
+def lift_rel_pct(mean: float, ref_mean: float) -> float:
+    """Relative lift in percent of the reference: 100 * (mean - ref) / ref (not what the paper prints)."""
     return 100.0 * (mean - ref_mean) / ref_mean if ref_mean != 0 else math.nan
 
 
@@ -93,30 +116,47 @@ def sample_std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan
 
 
-def compare(scores: pd.Series, reference: pd.Series) -> Comparison:
+def compare(scores: pd.Series, reference: pd.Series, seed_test: str = "paired",
+            alternative: str = "two-sided") -> Comparison:
     """Compare two arms given as scores indexed by seed; NaN scores count as missing seeds.
 
-    Paired by seed when both arms have exactly the same seeds, Welch otherwise.
+    seed_test "paired": paired t on the common seeds; "welch": Welch t on all seeds of each arm.
+    alternative: "two-sided", or "greater"/"less" for a one-sided test of variant - reference.
     """
+    if seed_test not in SEED_TESTS:
+        raise ValueError(f"seed_test must be one of {sorted(SEED_TESTS)}, got {seed_test!r}")
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
     scores, reference = _clean(scores, "scores"), _clean(reference, "reference")
-    x, y = scores.to_numpy(float), reference.to_numpy(float)
+    if seed_test == "paired":
+        common = scores.index.intersection(reference.index)
+        dropped = _dropped(scores.index, reference.index)
+        x, y = scores.loc[common].to_numpy(float), reference.loc[common].to_numpy(float)
+    else:
+        dropped = ""
+        x, y = scores.to_numpy(float), reference.to_numpy(float)
     mean = float(np.mean(x)) if len(x) else math.nan
     ref_mean = float(np.mean(y)) if len(y) else math.nan
-    common = dict(n=len(x), ref_n=len(y), mean=mean, ref_mean=ref_mean, std=sample_std(x),
-                  ref_std=sample_std(y), lift_pct=lift_pct(mean, ref_mean), delta=mean - ref_mean)
-    if len(x) < 2 or len(y) < 2:
-        return Comparison(**common, ci_low=math.nan, ci_high=math.nan, test=NOT_TESTED,
-                          p_value=math.nan, p_permutation=math.nan, effect_size=math.nan, mde=math.nan)
-    if set(scores.index) == set(reference.index):
-        y = reference.loc[scores.index].to_numpy(float)  # align by seed
-        ci_low, ci_high, p_value = paired_t(x, y)
-        return Comparison(**common, ci_low=ci_low, ci_high=ci_high, test=PAIRED, p_value=p_value,
-                          p_permutation=permutation_p_paired(x, y), effect_size=hedges_g(x, y),
-                          mde=mde_paired(x - y))
-    ci_low, ci_high, p_value = welch_t(x, y)
-    return Comparison(**common, ci_low=ci_low, ci_high=ci_high, test=WELCH, p_value=p_value,
-                      p_permutation=permutation_p_independent(x, y), effect_size=hedges_g(x, y),
-                      mde=mde_independent(x, y))
+    common_fields = dict(n=len(x), variant_n=len(scores), ref_n=len(reference), dropped_seeds=dropped, mean=mean,
+                         ref_mean=ref_mean, std=sample_std(x), ref_std=sample_std(y), delta=mean - ref_mean,
+                         lift_pts=lift_pts(mean, ref_mean), lift_rel_pct=lift_rel_pct(mean, ref_mean),
+                         alternative=alternative)
+    reason = degenerate_reason(x, y, paired=seed_test == "paired")
+    if reason:
+        return Comparison(**common_fields, ci_low=math.nan, ci_high=math.nan, test=f"{NOT_TESTABLE}: {reason}",
+                          p_value=math.nan, p_permutation=math.nan, p_permutation_floor=math.nan,
+                          pair_corr=pair_correlation(x, y) if seed_test == "paired" else math.nan,
+                          sd_diff=math.nan, effect_size=math.nan)
+    if seed_test == "paired":
+        ci_low, ci_high, p_value = paired_t(x, y, alternative)
+        return Comparison(**common_fields, ci_low=ci_low, ci_high=ci_high, test=PAIRED, p_value=p_value,
+                          p_permutation=permutation_p_paired(x, y), p_permutation_floor=permutation_floor(len(x)),
+                          pair_corr=pair_correlation(x, y), sd_diff=sample_std(x - y), effect_size=hedges_g(x, y))
+    ci_low, ci_high, p_value = welch_t(x, y, alternative)
+    return Comparison(**common_fields, ci_low=ci_low, ci_high=ci_high, test=WELCH, p_value=p_value,
+                      p_permutation=permutation_p_independent(x, y),
+                      p_permutation_floor=permutation_floor(len(x), len(y)), pair_corr=math.nan,
+                      sd_diff=math.hypot(sample_std(x), sample_std(y)), effect_size=hedges_g(x, y))
 
 
 def _clean(scores: pd.Series, name: str) -> pd.Series:
@@ -128,36 +168,83 @@ def _clean(scores: pd.Series, name: str) -> pd.Series:
     return scores.dropna().sort_index()
 
 
-def paired_t(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """(ci_low, ci_high, p) of mean(x - y), x[i] and y[i] from the same seed."""
-    diff = x - y
-    n = len(diff)
-    se = sample_std(diff) / math.sqrt(n)
-    ci_low, ci_high = _t_interval(float(np.mean(diff)), se, n - 1)
-    with warnings.catch_warnings():
-        # Identical arms give 0/0; scipy warns and returns NaN, which is the answer we want.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(scipy.stats.ttest_rel(x, y).pvalue)
-    return ci_low, ci_high, p
+def _dropped(variant_seeds: pd.Index, reference_seeds: pd.Index) -> str:
+    only_variant = sorted(set(variant_seeds) - set(reference_seeds))
+    only_reference = sorted(set(reference_seeds) - set(variant_seeds))
+    parts = [f"{', '.join(map(str, only_variant))} (no reference result)" if only_variant else "",
+             f"{', '.join(map(str, only_reference))} (no variant result)" if only_reference else ""]
+    return "; ".join(p for p in parts if p)
 
 
-def welch_t(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+def _no_spread(values: np.ndarray) -> bool:
+    return float(np.ptp(values)) <= ZERO_SPREAD * max(1.0, float(np.max(np.abs(values))))
+
+
+def degenerate_reason(x: np.ndarray, y: np.ndarray, paired: bool) -> str:
+    """Why this cell cannot be tested ("" if it can). x and y are aligned by seed when paired."""
+    if paired and len(x) < 2:
+        return f"fewer than 2 common seeds ({len(x)})"
+    if not paired and min(len(x), len(y)) < 2:
+        return f"fewer than 2 seeds in an arm ({len(x)} and {len(y)})"
+    if _no_spread(x) and _no_spread(y):
+        if _no_spread(np.concatenate([x, y])):
+            return (f"metric constant ({x[0]:.5g} in every run of both arms; e.g. a gAUC resting on one "
+                    "user)")
+        return "zero variance in both arms"
+    if paired and _no_spread(x - y):
+        return f"constant difference ({x[0] - y[0]:+.3g} on every seed; t would be infinite)"
+    return ""
+
+
+def pair_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of the two arms' per-seed scores: how much pairing by seed removes."""
+    if len(x) < 3 or _no_spread(x) or _no_spread(y):
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# ---------------------------------------------------------------- t-tests (vectorised cores)
+
+
+def paired_t_many(diff: np.ndarray, alternative: str = "two-sided") -> tuple[np.ndarray, np.ndarray]:
+    """(t, p) of mean(diff) = 0 along the last axis; diff (..., n). p is NaN where the SD is 0."""
+    n = diff.shape[-1]
+    sd = np.std(diff, axis=-1, ddof=1)  # (...,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.mean(diff, axis=-1) / (sd / math.sqrt(n))
+    t = np.where(sd > 0, t, np.nan)
+    return t, _t_p(t, n - 1, alternative)
+
+
+def _t_p(t: np.ndarray, df, alternative: str) -> np.ndarray:
+    if alternative == "two-sided":
+        return 2 * scipy.stats.t.sf(np.abs(t), df)
+    if alternative == "greater":
+        return scipy.stats.t.sf(t, df)
+    return scipy.stats.t.cdf(t, df)
+
+
+def paired_t(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided") -> tuple[float, float, float]:
+    """(ci_low, ci_high, p) of mean(x - y), x[i] and y[i] from the same seed; the CI is two-sided 95 %."""
+    diff = np.asarray(x, float) - np.asarray(y, float)
+    _, p = paired_t_many(diff[None, :], alternative)
+    ci_low, ci_high = _t_interval(float(np.mean(diff)), sample_std(diff) / math.sqrt(len(diff)), len(diff) - 1)
+    return ci_low, ci_high, float(p[0])
+
+
+def welch_t(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided") -> tuple[float, float, float]:
     """(ci_low, ci_high, p) of mean(x) - mean(y) with Welch-Satterthwaite degrees of freedom."""
     vx, vy = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
     se = math.sqrt(vx + vy)
     df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1)) if se > 0 else math.nan
     ci_low, ci_high = _t_interval(float(np.mean(x) - np.mean(y)), se, df)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(scipy.stats.ttest_ind(x, y, equal_var=False).pvalue)
-    return ci_low, ci_high, p
+    t = (np.mean(x) - np.mean(y)) / se if se > 0 else math.nan
+    return ci_low, ci_high, float(_t_p(np.asarray(t), df, alternative))
 
 
 def _t_interval(center: float, se: float, df: float) -> tuple[float, float]:
-    if se == 0:
-        return center, center  # every seed agrees: no spread to put an interval on
-    if not math.isfinite(df):
-        return math.nan, math.nan
+    if not (se > 0 and math.isfinite(df)):
+        return math.nan, math.nan  # no spread (or no df): a zero-width interval would be a lie
     low, high = scipy.stats.t.interval(CONFIDENCE, df, loc=center, scale=se)
     return float(low), float(high)
 
@@ -166,6 +253,8 @@ def mean_interval(values: np.ndarray) -> tuple[float, float]:
     """95 % t confidence interval of the mean of `values` (NaN for n < 2)."""
     if len(values) < 2:
         return math.nan, math.nan
+    if _no_spread(values):
+        return float(values[0]), float(values[0])  # a mean, not a test: every run agrees
     return _t_interval(float(np.mean(values)), sample_std(values) / math.sqrt(len(values)), len(values) - 1)
 
 
@@ -184,33 +273,41 @@ def hedges_g(x: np.ndarray, y: np.ndarray) -> float:
     return float((np.mean(x) - np.mean(y)) / pooled * correction)
 
 
-def mde_paired(diff: np.ndarray) -> float:
-    """Smallest |mean difference| a paired t-test on these seeds detects with 80 % power."""
-    return _mde_d_paired(len(diff)) * sample_std(diff)
+# ---------------------------------------------------------------- Holm (vectorised core)
 
 
-def mde_independent(x: np.ndarray, y: np.ndarray) -> float:
-    """Smallest |mean difference| a two-sample t-test detects with 80 % power, in metric units.
-
-    Uses the pooled-variance power function (statsmodels has no Welch power); with near-equal group
-    sizes and variances the two agree closely.
-    """
-    nx, ny = len(x), len(y)
-    pooled = math.sqrt(((nx - 1) * np.var(x, ddof=1) + (ny - 1) * np.var(y, ddof=1)) / (nx + ny - 2))
-    return _mde_d_independent(nx, ny) * pooled
-
-
-@functools.lru_cache(maxsize=None)
-def _mde_d_paired(n: int) -> float:
-    # Cached: the standardised MDE depends only on n, and root finding costs milliseconds.
-    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=ALPHA, power=POWER,
-                                          alternative="two-sided"))
+def holm_many(p: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values along the last axis, p (..., k). NaN entries stay NaN and are not counted."""
+    p = np.asarray(p, float)
+    tested = np.isfinite(p)
+    m = tested.sum(axis=-1, keepdims=True)  # (..., 1): the family's size, untested entries excluded
+    order = np.argsort(np.where(tested, p, np.inf), axis=-1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=-1)  # (..., k), NaN last
+    factors = m - np.arange(p.shape[-1])  # m, m-1, ..., <= 0 on the NaN tail
+    adjusted = np.minimum(np.maximum.accumulate(np.where(factors > 0, ranked * factors, -np.inf), axis=-1), 1.0)
+    out = np.empty_like(p)
+    np.put_along_axis(out, order, adjusted, axis=-1)
+    return np.where(tested, out, np.nan)
 
 
-@functools.lru_cache(maxsize=None)
-def _mde_d_independent(nx: int, ny: int) -> float:
-    return float(TTestIndPower().solve_power(effect_size=None, nobs1=nx, ratio=ny / nx, alpha=ALPHA,
-                                             power=POWER, alternative="two-sided"))
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-adjusted p-values of one family; NaN (untested) entries stay NaN and do not count."""
+    p = np.asarray(p_values, dtype=float)
+    return holm_many(p[None, :])[0] if len(p) else p
+
+
+def holm_first_alpha(family_size: int, alpha: float = ALPHA) -> float:
+    """The level the smallest p of a family must beat: Holm's first step, alpha / size."""
+    return alpha / max(family_size, 1)
+
+
+# ---------------------------------------------------------------- permutation p-values
+
+
+def permutation_floor(nx: int, ny: int | None = None) -> float:
+    """The smallest two-sided exact permutation p-value attainable: 2/2^n paired, 2/C(nx+ny, nx) otherwise."""
+    arrangements = 2 ** nx if ny is None else math.comb(nx + ny, nx)
+    return min(1.0, 2 / arrangements) if arrangements <= MAX_EXACT_ARRANGEMENTS else 1 / (MONTE_CARLO_ARRANGEMENTS + 1)
 
 
 def permutation_p_paired(x: np.ndarray, y: np.ndarray) -> float:
@@ -269,20 +366,79 @@ def _p_two_sided(null_stats: np.ndarray, observed: float, exact: bool) -> float:
     return (hits + 1) / (len(null_stats) + 1)
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm-adjusted p-values; NaN (untested) entries stay NaN and do not count in the family."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full_like(p, np.nan)
-    tested = np.isfinite(p)
-    if tested.any():
-        adjusted[tested] = multipletests(p[tested], alpha=ALPHA, method="holm")[1]
-    return adjusted
+# ---------------------------------------------------------------- power: MDE and seeds needed
 
 
-def is_significant(p_adjusted: float, delta: float, metric: str) -> bool:
-    """Holm-adjusted p < 0.05 and the difference is an improvement over the reference."""
-    improved = delta > 0 if higher_is_better(metric) else delta < 0
-    return bool(p_adjusted < ALPHA and improved)
+def _power_alternative(alternative: str) -> str:
+    # statsmodels names a one-sided test "larger"/"smaller"; we solve for |effect| in the claimed direction.
+    return "two-sided" if alternative == "two-sided" else "larger"
+
+
+@functools.lru_cache(maxsize=None)
+def _mde_d_paired(n: int, alpha: float, alternative: str) -> float:
+    # Cached: the standardised MDE depends only on (n, alpha, sidedness), and root finding costs ms.
+    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=POWER,
+                                          alternative=_power_alternative(alternative)))
+
+
+@functools.lru_cache(maxsize=None)
+def _mde_d_independent(nx: int, ny: int, alpha: float, alternative: str) -> float:
+    return float(TTestIndPower().solve_power(effect_size=None, nobs1=nx, ratio=ny / nx, alpha=alpha, power=POWER,
+                                             alternative=_power_alternative(alternative)))
+
+
+def mde(comparison: Comparison, alpha: float) -> float:
+    """Smallest |delta| this cell's test detects with 80 % power at `alpha` (NaN if not testable).
+
+    Welch cells use the pooled-variance power function (statsmodels has no Welch power); with
+    near-equal group sizes and variances the two agree closely.
+    """
+    c = comparison
+    if c.test == PAIRED:
+        return _mde_d_paired(c.n, alpha, c.alternative) * c.sd_diff
+    if c.test == WELCH:
+        pooled = math.sqrt(((c.variant_n - 1) * c.std ** 2 + (c.ref_n - 1) * c.ref_std ** 2)
+                           / (c.variant_n + c.ref_n - 2))
+        return _mde_d_independent(c.variant_n, c.ref_n, alpha, c.alternative) * pooled
+    return math.nan
+
+
+def power_paired(n: int, lift: float, sd_diff: float, alpha: float, alternative: str = "two-sided") -> float:
+    """Power of a paired t on n seeds for a true lift (metric units) with this SD of per-seed differences."""
+    if n < 2 or not sd_diff > 0:
+        return math.nan
+    return float(TTestPower().power(effect_size=abs(lift) / sd_diff, nobs=n, alpha=alpha,
+                                    alternative=_power_alternative(alternative)))
+
+
+def seeds_needed(lift: float, sd_diff: float, alpha: float, alternative: str = "two-sided",
+                 test: str = PAIRED, power: float = POWER) -> float:
+    """Seeds (per arm) for `power` at a true |lift| in metric units; inf beyond MAX_SEEDS, NaN if unknown.
+
+    Paired: sd_diff is the SD of one seed's difference. Welch: the arms' SD is taken as sd_diff / sqrt 2.
+    """
+    if not (math.isfinite(lift) and math.isfinite(sd_diff) and sd_diff > 0) or lift == 0:
+        return math.nan
+    if test == PAIRED:
+        d, analysis = abs(lift) / sd_diff, TTestPower()
+    elif test == WELCH:
+        d, analysis = abs(lift) / (sd_diff / math.sqrt(2)), TTestIndPower()
+    else:
+        return math.nan
+
+    def powered(n: int) -> bool:
+        return analysis.power(d, n, alpha, alternative=_power_alternative(alternative)) >= power
+    if powered(2):
+        return 2
+    low, high = 2, 4
+    while not powered(high):  # doubling, then bisection: power rises with n
+        if high >= MAX_SEEDS:
+            return math.inf
+        low, high = high, min(2 * high, MAX_SEEDS)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if powered(middle) else (middle, high)
+    return high
 
 
 # ---------------------------------------------------------------- from the results store
@@ -319,28 +475,6 @@ class ComparisonSpec:
 
     variant: str
     reference: str
-
-
-def stats_frame(runs: pd.DataFrame, comparisons: Sequence[ComparisonSpec], metrics: Sequence[str],
-                domains: Sequence[str], table: str, expected_n: int, split: str = "test") -> pd.DataFrame:
-    """The long stats table: one row per comparison x metric x domain, Holm-adjusted over all of them.
-
-    `runs` has one row per (variant, seed) (see latest_ok_runs); domain names include "overall".
-    """
-    rows = []
-    for spec in comparisons:
-        for metric in metrics:
-            for domain in domains:
-                column = metric_column(split, metric, domain)
-                result = compare(seed_scores(runs, spec.variant, column), seed_scores(runs, spec.reference, column))
-                rows.append(dict(table=table, variant=spec.variant, reference=spec.reference, metric=metric,
-                                 domain=domain, split=split, expected_n=expected_n, **asdict(result)))
-    frame = pd.DataFrame(rows, columns=[c for c in STATS_COLUMNS if c not in ("p_adjusted", "significant")])
-    frame["p_adjusted"] = holm(frame["p_value"].to_numpy(float)) if len(frame) else []
-    frame["significant"] = [is_significant(p, d, m) for p, d, m in
-                            zip(frame["p_adjusted"], frame["delta"], frame["metric"])]
-    frame["significant"] = frame["significant"].astype(bool)
-    return frame[list(STATS_COLUMNS)]
 
 
 def summary_frame(runs: pd.DataFrame, variants: Sequence[str], metrics: Sequence[str],

@@ -1,7 +1,7 @@
 """Paper-format tables from the per-variant summary and the stats frame, rendered as Markdown/CSV/LaTeX/HTML.
 
 A cell is the test-split mean over the seeds that finished, with `*` when the row's declared
-comparison is significant (see sweeper.stats) and `(k/n)` whenever fewer than the n declared seeds
+comparison's verdict is `better` (see sweeper.protocol) and `(k/n)` whenever fewer than the n declared seeds
 are in it, so that a mean over fewer seeds is never passed off as a full one.
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     notes: tuple[str, ...] = ()
+    muted: tuple[bool, ...] = ()  # rows shown greyed out (untested cells), by row index
 
 
 def metric_label(metric: str) -> str:
@@ -64,8 +65,9 @@ def format_value(mean: float, n: int, expected_n: int, significant: bool = False
     return f"{text} ({n}/{expected_n})" if n < expected_n else text
 
 
-def format_lift(lift: float) -> str:
-    return MISSING if not math.isfinite(lift) else f"{lift:+.2f}%"
+def format_lift(lift_pts: float) -> str:
+    """Absolute lift in points, as the paper prints it: +0.32 for 0.66373 vs 0.66057."""
+    return MISSING if not math.isfinite(lift_pts) else f"{lift_pts:+.2f}"
 
 
 def row_references(variants: Sequence[str], comparisons: Sequence[ComparisonSpec]) -> dict[str, str]:
@@ -95,8 +97,8 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
                expected_n: int, title: str, digits: int = 5) -> Table:
     """Tables 4/5 layout: a row per variant; per metric a column per domain and the overall lift.
 
-    The lift column is the overall domain's lift vs the row's reference ("-" on reference rows,
-    empty on rows with no declared comparison); it is left out when "overall" is not a domain.
+    The lift column is the overall domain's lift in points vs the row's reference ("-" on reference
+    rows, empty on rows with no declared comparison); it is left out when "overall" is not a domain.
     """
     means = _lookup(summary, ("variant", "metric", "domain"))
     tested = _lookup(stats, ("variant", "reference", "metric", "domain"))
@@ -106,7 +108,7 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
     for metric in metrics:
         columns += [f"{metric_label(metric)} {domain_label(d)}" for d in domains]
         if "overall" in domains:
-            columns.append(f"{metric_label(metric)} lift (%)")
+            columns.append(f"{metric_label(metric)} lift (pts)")
     rows = []
     for variant in variants:
         row = [variant]
@@ -118,7 +120,7 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
                 row.append(format_value(cell["mean"], int(cell["n"]), expected_n, significant, digits))
             if "overall" in domains:
                 test = tested.get((variant, references.get(variant), metric, "overall"))
-                row.append(format_lift(test["lift_pct"]) if test is not None
+                row.append(format_lift(test["lift_pts"]) if test is not None
                            else "-" if variant in reference_rows else "")
         rows.append(tuple(row))
     return Table(title, tuple(columns), tuple(rows), _notes(stats, expected_n, references))
@@ -158,9 +160,9 @@ def num_embeddings_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: S
             for x in xs:
                 variant = at.get((name, x))
                 test = tested.get((variant, references.get(variant), metric, domain))
-                cells.append(format_lift(test["lift_pct"]) if test is not None else "")
+                cells.append(format_lift(test["lift_pts"]) if test is not None else "")
             suffix = f" {name}" if len(compared_series) > 1 else ""
-            rows.append((f"{label} lift (%){suffix}", *cells))
+            rows.append((f"{label} lift (pts){suffix}", *cells))
     columns = ("#Emb", *[f"{x:g}" for x in xs])
     return Table(title, columns, tuple(rows), _notes(stats, expected_n, references))
 
@@ -168,25 +170,33 @@ def num_embeddings_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: S
 def _notes(stats: pd.DataFrame, expected_n: int, references: Mapping[str, str]) -> tuple[str, ...]:
     notes = []
     if references:
-        tests = ", ".join(sorted(set(stats["test"]))) if len(stats) else "none"
-        notes.append(f"Stars mark Holm-adjusted p < 0.05 over all {len(stats)} comparisons of this table "
-                     f"(variants x metrics x domains) where the row beats its reference; test used: {tests}.")
+        tested = stats[stats["p_value"].notna()] if len(stats) else stats
+        tests = ", ".join(sorted(set(tested["test"]))) if len(tested) else "none"
+        sizes = {f: int(stats.loc[stats["family"] == f, "family_size"].max()) for f in dict.fromkeys(stats["family"])}
+        families = ", ".join(f"{f} {k}" for f, k in sizes.items())
+        notes.append(f"* = verdict `better` vs the row's reference: Holm-adjusted p < 0.05 within the cell's family "
+                     f"(tests per family: {families}) and an improvement; per-domain cells are tested only for a "
+                     f"variant whose primary hypotheses hold. Test used: {tests}.")
+        untestable = int(stats["test"].str.startswith("not testable").sum()) if len(stats) else 0
+        if untestable:
+            notes.append(f"{untestable} cell(s) are not testable (degenerate: see the test column of stats.csv).")
         pairs = "; ".join(f"{v} vs {r}" for v, r in references.items())
-        notes.append(f"Lift (%) = 100 * (mean - reference mean) / reference mean, overall domain; "
+        notes.append(f"Lift (pts) = 100 * (mean - reference mean), overall domain, as the paper prints it; "
                      f"declared comparisons: {pairs}.")
     notes.append(f"Means over seeds (test split); (k/{expected_n}) marks a cell with only k of the "
                  f"{expected_n} declared seeds finished.")
     return tuple(notes)
 
 
-def frame_table(frame: pd.DataFrame, title: str, digits: int = 5, notes: Sequence[str] = ()) -> Table:
+def frame_table(frame: pd.DataFrame, title: str, digits: int = 5, notes: Sequence[str] = (),
+                muted: Sequence[bool] = ()) -> Table:
     """Any frame as a Table; floats with `digits` significant digits (alphas and p-values are tiny), NaN as n/a."""
     def text(value: object) -> str:
         if isinstance(value, (float, np.floating)):
             return MISSING if not math.isfinite(value) else f"{value:.{digits}g}"
         return str(value)
     rows = tuple(tuple(text(v) for v in record) for record in frame.itertuples(index=False))
-    return Table(title, tuple(str(c) for c in frame.columns), rows, tuple(notes))
+    return Table(title, tuple(str(c) for c in frame.columns), rows, tuple(notes), tuple(bool(m) for m in muted))
 
 
 # ---------------------------------------------------------------- search and published numbers
@@ -309,7 +319,9 @@ def to_latex(table: Table) -> str:
 
 def to_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    muted = table.muted or (False,) * len(table.rows)
+    body = "".join(("<tr class='muted'>" if grey else "<tr>") + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+                   + "</tr>" for row, grey in zip(table.rows, muted))
     notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in table.notes)
     return (f"<h3>{html.escape(table.title)}</h3><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>{notes}")

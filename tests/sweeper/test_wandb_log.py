@@ -22,6 +22,7 @@ def test_one_finished_run_per_seed_with_flat_config_epoch_steps_and_test_summary
                               "seed": seed, "seed_index": 0, "objective": 0.6})
         logger.end_seed({**IDENTITY, "seed": seed, "status": "ok", "error": "", "test_auc_overall": 0.7 + seed,
                          "val_auc_overall": 0.62, "best_epoch": 2, "epochs_run": 2})
+    logger.shutdown()  # what every trial does last: W&B's service flushes the files as it stops
     assert logger.error == "" and logger.names == ["Crocodile-s0", "Crocodile-s1"]
 
     runs = {run.name: run for run in wandb_log.offline_runs(tmp_path / "wandb")}
@@ -46,6 +47,7 @@ def test_a_stopped_seed_is_finished_and_a_failed_seed_exits_non_zero(offline, tm
     logger.start_seed({**IDENTITY, "variant": "trial-2", "seed": 0})
     logger.end_seed({**IDENTITY, "variant": "trial-2", "seed": 0, "status": "failed",
                      "error": "FloatingPointError: loss is nan"})
+    logger.shutdown()
     runs = {run.name: run for run in wandb_log.offline_runs(tmp_path / "wandb")}
     assert (runs["trial-1-s0"].exit_code, runs["trial-1-s0"].summary["status"]) == (0, "stopped")
     assert runs["trial-2-s0"].exit_code == 1 and "nan" in runs["trial-2-s0"].summary["error"]
