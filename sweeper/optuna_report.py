@@ -134,8 +134,7 @@ def optuna_plots(storage_path: Path | None, study_name: str | None, out_dir: Pat
             figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
             if hasattr(axes, "flat"):  # the slice plot: one panel per parameter, room for them all
                 figure.set_size_inches(max(4.0 * len(axes.flat), 6.0), 4.0)
-            figure.tight_layout()
-            figure.savefig(out_dir / name, dpi=100)
+            figure.savefig(out_dir / name, dpi=100, bbox_inches="tight")
             plt.close(figure)
             made.append(OptunaPlot(title, out_dir / name))
         except Exception as error:  # noqa: BLE001 - one plot failing must not cost the others

@@ -16,7 +16,6 @@ The sweep service calls write_report(sweep_dir) when a sweep ends.
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import importlib.resources
 import json
@@ -29,7 +28,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from sweeper import hypotheses as hyp
-from sweeper import plots, protocol, tables, verdicts, wandb_log
+from sweeper import optuna_report, plots, protocol, report_html, tables, verdicts, wandb_log
+from sweeper.optuna_report import Importances, optuna_importances
 from sweeper.stats import SEED_TESTS, ComparisonSpec, latest_ok_runs, summary_frame
 from sweeper.tables import Table, VariantSpec
 
@@ -81,6 +81,7 @@ class SweepSpec:
     direction: str = "maximize"
     objective: str = "val_auc_overall"
     search_params: tuple[str, ...] = ()  # the parameters a search varies (shown with its best configurations)
+    seeds_per_trial: int = 1  # a search's seeds per trial (for the importances' caveat)
     hypotheses: tuple[hyp.Hypothesis, ...] = ()  # the primary family's claims, references resolved
     seed_test: str = "paired"
 
@@ -139,6 +140,7 @@ def spec_from_dict(raw: Mapping) -> SweepSpec:
         optuna_storage=raw.get("optuna_storage"), optuna_study=raw.get("optuna_study"),
         direction=raw.get("direction", "maximize"), objective=raw.get("objective", "val_auc_overall"),
         search_params=tuple(raw.get("search_params") or ()), hypotheses=declared,
+        seeds_per_trial=int(raw.get("seeds_per_trial") or 1),
         seed_test=raw.get("seed_test", "paired"))
 
 
@@ -281,54 +283,10 @@ def missing_seeds(results: pd.DataFrame, variants: Sequence[str], seeds: Sequenc
 
 
 @dataclass(frozen=True)
-class Importances:
-    frame: pd.DataFrame | None  # parameter, importance; None when they could not be computed
-    note: str
-
-
-def optuna_importances(storage_path: Path | None, study_name: str | None) -> Importances:
-    """Parameter importances from the sweep's Optuna journal; failures become a note, never an error."""
-    if storage_path is None:
-        return Importances(None, "No Optuna storage declared in sweep.json (optuna_storage is null).")
-    if not storage_path.is_file():
-        # Checked first: JournalFileBackend would create an empty journal at a wrong path.
-        return Importances(None, f"Optuna journal {storage_path} does not exist; no importances.")
-    try:
-        import optuna
-
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage_path)))
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(completed) < 2:
-            return Importances(None, f"Only {len(completed)} completed Optuna trial(s); importances need at least 2.")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                values = optuna.importance.get_param_importances(study, evaluator=evaluator)
-                method = "fANOVA (seed 0)"
-            except ImportError:  # fANOVA needs scikit-learn, which the project does not depend on
-                values = optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-                method = "PED-ANOVA (scikit-learn not installed, so not fANOVA)"
-        if not values:
-            return Importances(None, "Optuna returned no importances (no parameter varied across trials).")
-        frame = pd.DataFrame({"parameter": list(values), "importance": list(values.values())})
-        warned = " ".join(str(w.message) for w in caught)
-        return Importances(frame, f"Importances by {method} over {len(completed)} completed trials of study "
-                                  f"{study.study_name!r}." + (f" Optuna warned: {warned}" if warned else ""))
-    except Exception as error:  # a report must not die on a damaged or incompatible journal
-        return Importances(None, f"Importances unavailable: {type(error).__name__}: {error}")
-
-
-# ---------------------------------------------------------------- writing
-
-
-@dataclass(frozen=True)
 class Plot:
     title: str
     png: Path
-    csv: Path
+    csv: Path | None  # the numbers behind it (Optuna's own plots have none of ours)
 
 
 def write_tables(table: Table, out_dir: Path, stem: str) -> None:
@@ -394,17 +352,19 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
     if analysis.best is not None:
         analysis.best.to_csv(out_dir / "best_configs.csv", index=False)
 
-    importances = Importances(None, "")
+    importances, optuna_made, optuna_note = Importances(None, ""), [], ""
     if spec.study == "search" or spec.optuna_storage:
         storage = Path(spec.optuna_storage) if spec.optuna_storage else None
         if storage is not None and not storage.is_absolute():
             storage = sweep_dir / storage
-        importances = optuna_importances(storage, spec.optuna_study)
-    made = write_plots(analysis, importances, out_dir)
+        importances = optuna_importances(storage, spec.optuna_study, spec.seeds_per_trial)
+        drawn, optuna_note = optuna_report.optuna_plots(storage, spec.optuna_study, out_dir)
+        optuna_made = [Plot(f"Optuna: {plot.title}", plot.png, None) for plot in drawn]
+    made = write_plots(analysis, importances, out_dir) + optuna_made
 
     wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
-    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note))
+    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note, optuna_note))
     write_verdicts(analysis, out_dir)
     return out_dir
 
@@ -523,52 +483,51 @@ def numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- HTML
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:3px 6px;
-text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}.note{font-size:.85em;
-color:#555;margin:.2em 0}img{max-width:100%}figure{margin:1em 0}.meta td{text-align:left}
-tr.muted td{color:#999;background:#f7f7f7}li.verdict{margin:.3em 0}li.better{color:#185c1e}li.worse{color:#8a1c1c}
-li.undertrained{color:#8a5a00;font-weight:600}"""
-
-
-def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str) -> str:
+def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str,
+                optuna_note: str = "") -> str:
+    """report.html (sweeper.report_html): verdicts, table, plots, published, Optuna, stats, metadata."""
     spec = analysis.spec
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} report</title>"
-             f"<style>{_CSS}</style></head><body><h1>Sweep report: {html.escape(spec.name)}</h1>",
-             verdicts_html(analysis), _meta_table(analysis), "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
-             "<h2>Table</h2>", tables.to_html(analysis.table)]
+    search = spec.study == "search"
+    optuna_plots = [p for p in made if p.csv is None or p.png.stem == "importances"]
+    figures = [report_html.Figure(p.title, p.png, f"{p.title} (numbers: {p.csv.name})")
+               for p in made if p not in optuna_plots]
+    optuna = None
+    if search or importances.note:
+        optuna = {"importances": importances.frame, "caution": importances.caution,
+                  "notes": [n for n in (importances.note, optuna_note) if n],
+                  "figures": [report_html.Figure(p.title, p.png, p.title) for p in optuna_plots]}
+    table_blocks = [("Best configurations" if search else "Table", analysis.table)]
     if analysis.domain_table is not None:
-        parts += ["<h2>Per-domain table</h2>", tables.to_html(analysis.domain_table)]
-    parts.append("<h2>Missing or failed seeds</h2>")
-    parts.append(_frame_html(analysis.missing, "Declared (variant, seed) pairs without an ok result")
-                 if len(analysis.missing) else "<p>None: every declared seed of every variant finished.</p>")
-    if made:
-        parts.append("<h2>Plots</h2>")
-        for plot in made:
-            encoded = base64.b64encode(plot.png.read_bytes()).decode("ascii")
-            parts.append(f"<figure><img alt='{html.escape(plot.title)}' src='data:image/png;base64,{encoded}'>"
-                         f"<figcaption>{html.escape(plot.title)} (numbers: {html.escape(plot.csv.name)})"
-                         f"</figcaption></figure>")
-    parts.append("<h2>Published numbers</h2>")
-    if analysis.published is None:
-        parts.append("<p>sweep.json declares no published counterparts (published_method is empty).</p>")
+        table_blocks.append(("Per-domain table", analysis.domain_table))
+    label = next((c for c in analysis.published.columns if c.startswith("published (")), "published") \
+        if analysis.published is not None else ""
+    page = report_html.Page(
+        name=spec.name, facts=_facts(analysis),
+        headline=[(line, _verdict_class(line)) for line in analysis.headline],
+        verdicts=analysis.verdicts, tables=table_blocks, figures=figures,
+        published=analysis.published, published_label=label, optuna=optuna,
+        missing=analysis.missing if len(analysis.missing) else None,
+        # A search declares no comparisons: no statistics section rather than an empty one.
+        stats=analysis.stats if len(analysis.stats) and not search else None, protocol=PROTOCOL,
+        notes=(*analysis.notes, wandb_note), meta=_meta_items(analysis))
+    return report_html.render(page)
+
+
+def _facts(analysis: Analysis) -> list[str]:
+    """The one line under the title: what ran, on what, and how much of it finished."""
+    spec, runs = analysis.spec, analysis.runs
+    if spec.study == "search":
+        shape = f"{runs['variant'].nunique() if len(runs) else 0} finished trials x {spec.seeds_per_trial} seed(s)"
+        finished = f"{len(analysis.missing)} failed seed(s)"
     else:
-        parts.append(_frame_html(analysis.published, f"Ours (test-split mean) vs the paper, {spec.table}"))
-    if spec.study == "search" or importances.note:
-        parts.append("<h2>Optuna parameter importances</h2>")
-        if importances.frame is not None:
-            parts.append(_frame_html(importances.frame, "Parameter importances"))
-        parts.append(f"<p class='note'>{html.escape(importances.note)}</p>")
-    parts += ["<h2>All comparisons (stats.csv)</h2>",
-              _stats_html(analysis.stats) if len(analysis.stats)
-              else "<p>No comparisons declared in sweep.json.</p>"]
-    notes = (*analysis.notes, wandb_note)
-    parts += ["<h2>Notes</h2>"] + [f"<p class='note'>{html.escape(n)}</p>" for n in notes if n]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        shape = f"{len(analysis.variants)} variants \u00d7 {len(spec.seeds)} seeds"
+        finished = f"{len(runs)} of {len(analysis.variants) * len(spec.seeds)} runs finished"
+    data = f"{spec.data} ({tables.PUBLISHED_NAMES.get(spec.dataset, 'synthetic')})"
+    commits = ", ".join(sorted({str(v) for v in runs.get("git_commit", pd.Series(dtype=str)).dropna()}))
+    return [f"{spec.study} study, table {spec.table}", data, shape, finished] + ([f"git {commits}"] if commits else [])
 
 
-def _meta_table(analysis: Analysis) -> str:
+def _meta_items(analysis: Analysis) -> list[tuple[str, str]]:
     spec, runs = analysis.spec, analysis.runs
     items = [("study", spec.study), ("table", spec.table), ("layout", spec.layout), ("data", spec.data),
              ("dataset", spec.dataset or "synthetic"), ("seeds", ", ".join(map(str, spec.seeds))),
@@ -577,18 +536,7 @@ def _meta_table(analysis: Analysis) -> str:
     for column in PROVENANCE_COLUMNS:
         if column in runs.columns:
             items.append((column, ", ".join(sorted({str(v) for v in runs[column].dropna()}))))
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in items)
-    return f"<table class='meta'>{rows}</table>"
-
-
-def _frame_html(frame: pd.DataFrame, title: str) -> str:
-    return tables.to_html(tables.frame_table(frame, title))
-
-
-def _stats_html(stats: pd.DataFrame) -> str:
-    # Untested rows (degenerate, or a closed gate) are greyed out; the test column says why.
-    return tables.to_html(tables.frame_table(stats, "One row per comparison x metric x domain; greyed: not tested "
-                                                    "(the test column says why)", muted=stats["p_value"].isna()))
+    return items
 
 
 # ---------------------------------------------------------------- CLI

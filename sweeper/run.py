@@ -198,6 +198,7 @@ def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | No
         "direction": "maximize" if space.search is None or space.search.mode == "max" else "minimize",
         "objective": space.search.metric if space.search else "val_auc_overall",
         "search_params": [p.name for p in space.search.params] if space.search else [],
+        "seeds_per_trial": space.search.seeds_per_trial if space.search else None,
         "base": space.base, "storage": storage_note, "created_at": time.time(),
     }
 
