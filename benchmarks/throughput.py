@@ -1,8 +1,12 @@
-"""Training throughput: our device-resident index-slice batches vs a DataLoader-style loop.
+"""Training throughput: our device-resident index-slice batches vs a DataLoader-style loop, and
+today's static per-domain layers vs round 1's rows-grouped-by-domain forward.
 
 The baseline is what common recsys libraries do: a per-sample Dataset returning one row, the
-default collate stacking rows into a batch, then a copy to the device. Both loops run the same
-model, optimiser step and batch sizes in this process; the ratio is what matters.
+default collate stacking rows into a batch, then a copy to the device. All loops run in this
+process on the same data, optimiser and batch sizes; the ratios are what matter:
+  ours (norm=none) / DataLoader   input pipeline
+  ours (norm=none) / grouped      the static per-domain layer against round 1's forward
+  ours (default norm) / grouped   what the default normalisation costs
 
     python benchmarks/throughput.py [--data synthetic:small] [--device auto] [--compile] [--steps 30]
 """
@@ -15,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from model.config import RunConfig
-from model.crocodile import build_model
+from benchmarks.legacy_crocodile import GroupedCrocodile
+from model.architectures import build_model
 from model.data import shuffled_batches
 from model.datasets import load_data
 from model.losses import aux_loss, task_loss
@@ -35,10 +40,17 @@ class RowDataset(Dataset):
         return {"features": self.features[i], "label": self.labels[i], "domain": self.domains[i]}
 
 
-def make_step(config, data, device, compile_model):
+def make_step(config, data, device, compile_model, grouped: bool = False):
     torch.manual_seed(0)
-    model = build_model(config.model, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
-                        prior_fields=data.prior_field_indices()).to(device)
+    m = config.model
+    if grouped:
+        model = GroupedCrocodile(vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
+                                 prior_fields=data.prior_field_indices(), num_embeddings=m.num_embeddings,
+                                 embedding_dim=m.embedding_dim, expert_hidden=m.expert_hidden,
+                                 tower_hidden=m.tower_hidden, gating=m.gating).to(device)
+    else:
+        model = build_model(m, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
+                            prior_fields=data.prior_field_indices()).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     forward = torch.compile(model, dynamic=True) if compile_model else model
 
@@ -104,14 +116,22 @@ def main(argv=None):
     train_dev = data.to(device).subset("train")
     print(f"data {data.name} ({len(train_cpu):,} train rows), device {device}, compile={args.compile}, "
           f"model {config.model}")
-    print(f"{'batch':>7} {'ours (samples/s)':>18} {'DataLoader (samples/s)':>24} {'ratio':>7}")
+    plain = config.with_overrides({"norm": "none"})
+    print(f"{'batch':>7} {'ours norm=none':>15} {'ours norm=' + config.model.norm:>16} {'grouped (round 1)':>18} "
+          f"{'DataLoader':>11}   ratios: vs DataLoader, none/grouped, default/grouped  (samples/s)")
     results = {}
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        step = make_step(config, data, device, args.compile)
-        fast = timed(ours(train_dev, batch_size, device), step, device, args.steps)
-        slow = timed(baseline(train_cpu, batch_size, device), step, device, max(args.steps // 3, 2))
-        results[batch_size] = (fast, slow)
-        print(f"{batch_size:>7} {fast:>18,.0f} {slow:>24,.0f} {fast / slow:>6.1f}x", flush=True)
+        fast = timed(ours(train_dev, batch_size, device), make_step(plain, data, device, args.compile), device,
+                     args.steps)
+        normed = timed(ours(train_dev, batch_size, device), make_step(config, data, device, args.compile), device,
+                       args.steps)
+        grouped = timed(ours(train_dev, batch_size, device),
+                        make_step(plain, data, device, args.compile, grouped=True), device, args.steps)
+        slow = timed(baseline(train_cpu, batch_size, device), make_step(plain, data, device, args.compile), device,
+                     max(args.steps // 3, 2))
+        results[batch_size] = {"ours": fast, "ours_default_norm": normed, "grouped": grouped, "dataloader": slow}
+        print(f"{batch_size:>7} {fast:>15,.0f} {normed:>16,.0f} {grouped:>18,.0f} {slow:>11,.0f}   "
+              f"{fast / slow:.1f}x, {fast / grouped:.2f}x, {normed / grouped:.2f}x", flush=True)
     return results
 
 

@@ -10,7 +10,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from model.crocodile import ModelConfig
+from model.architectures import ModelConfig
 
 METRICS = ("auc", "gauc", "logloss")
 LOWER_IS_BETTER = frozenset({"logloss"})

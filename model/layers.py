@@ -1,13 +1,26 @@
-"""Building blocks: a multi-set embedding with one lookup, and M MLPs run as one batched matmul.
+"""Building blocks shared by every architecture: a multi-set embedding with one lookup, M MLPs run
+as batched matmuls (with normalisation and dropout), and the per-domain layers built on them.
 
-Letters: B rows, F fields, d embedding dim, M sets/experts, H hidden width.
+Letters: B rows, F fields, d embedding dim, M sets/models, H hidden width, S domains, O output width.
+
+Per-domain parts (gates, towers, domain-specific weights) have static shapes: every domain's
+module runs on every row and each row keeps its own domain's result (`own_domain`). There is no
+host synchronisation and no Python loop over the domains present in a batch, so a training step
+can be compiled and captured as one graph. Measured on CPU against grouping rows by domain
+(argsort + bincount(...).tolist() + a loop), this is as fast for Crocodile's gates and towers:
+see benchmarks/throughput.py.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# norm: "none"; "batch": per model and unit over the rows of the batch (running statistics in
+# eval); "layer": per row over the units of the layer.
+NORMS = ("none", "batch", "layer")
 
 
 class MultiEmbedding(nn.Module):
@@ -17,46 +30,230 @@ class MultiEmbedding(nn.Module):
     field is served by a single lookup.
     """
 
-    def __init__(self, *, vocab_sizes: tuple[int, ...], num_sets: int, dim: int):
+    def __init__(self, *, vocab_sizes: tuple[int, ...], num_sets: int, dim: int, init_std: float = 1e-2):
         super().__init__()
-        self.num_sets, self.dim, self.num_fields = num_sets, dim, len(vocab_sizes)
+        self.num_sets, self.dim, self.num_fields, self.init_std = num_sets, dim, len(vocab_sizes), init_std
+        self.vocab_sizes = tuple(vocab_sizes)
         offsets = torch.tensor((0,) + tuple(vocab_sizes[:-1]), dtype=torch.int64).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
-        self.table = nn.Embedding(sum(vocab_sizes), num_sets * dim)
-        nn.init.normal_(self.table.weight, std=1e-2)
+        self.weight = nn.Parameter(torch.empty(sum(vocab_sizes), num_sets * dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=self.init_std)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, F) -> (M, B, F*d)."""
-        rows = self.table(features + self.offsets)  # (B, F, M*d)
+        rows = F.embedding(features + self.offsets, self.weight)  # (B, F, M*d)
         batch = features.shape[0]
         rows = rows.view(batch, self.num_fields, self.num_sets, self.dim)  # (B, F, M, d)
         return rows.permute(2, 0, 1, 3).reshape(self.num_sets, batch, self.num_fields * self.dim)  # (M, B, F*d)
 
+    def field_rows(self, field: int, set_index: int) -> torch.Tensor:
+        """The (vocab of field, d) embedding matrix of one field in one set (a view)."""
+        start = sum(self.vocab_sizes[:field])
+        return self.weight[start:start + self.vocab_sizes[field], set_index * self.dim:(set_index + 1) * self.dim]
 
-class BatchedMLP(nn.Module):
-    """M independent MLPs with ReLU after every layer, evaluated together with batched matmuls."""
 
-    def __init__(self, *, num_models: int, in_dim: int, hidden: tuple[int, ...]):
+class _RunningStatistics(nn.Module):
+    """Batch-norm running statistics of shape (G, 1, H) for G groups (models or domains).
+
+    Running statistics average the first 1/momentum batches equally, then decay with momentum, so
+    that they are right after a few steps (a 1-epoch smoke run, a tail domain seen in few batches)
+    and follow the weights later; nn.BatchNorm's fixed momentum would start from (0, 1).
+    """
+
+    def __init__(self, *, groups: int, width: int, momentum: float):
         super().__init__()
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip((in_dim,) + hidden[:-1], hidden):
-            bound = 1 / math.sqrt(fan_in)  # nn.Linear's default init, per model
-            self.weights.append(nn.Parameter(torch.empty(num_models, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(num_models, 1, fan_out).uniform_(-bound, bound)))
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(groups, 1, width))
+        self.register_buffer("running_var", torch.ones(groups, 1, width))
+        self.register_buffer("batches_seen", torch.zeros(groups, 1, 1))
+
+    @torch.no_grad()
+    def update(self, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor) -> None:
+        """mean, var (G, 1, H) biased batch statistics over n (G, 1, 1) rows; groups with < 2 rows stay."""
+        seen = n > 1
+        unbiased = var * n / (n - 1).clamp_min(1)  # as nn.BatchNorm1d's running estimate
+        m = torch.maximum(torch.full_like(self.batches_seen, self.momentum), 1 / (self.batches_seen + 1))
+        self.running_mean.copy_(torch.where(seen, torch.lerp(self.running_mean, mean, m), self.running_mean))
+        self.running_var.copy_(torch.where(seen, torch.lerp(self.running_var, unbiased, m), self.running_var))
+        self.batches_seen.add_(seen.to(self.batches_seen.dtype))
+
+
+class ModelNorm(nn.Module):
+    """Normalisation of (M, B, H) activations with parameters and statistics of its own per model.
+
+    batch: over the B rows, per model and unit (BatchNorm; running statistics in eval). layer: over
+    the H units of each row (LayerNorm) with per-model affine parameters.
+    """
+
+    def __init__(self, kind: str, *, num_models: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if kind not in NORMS[1:]:
+            raise ValueError(f"unknown norm {kind!r}; valid: {list(NORMS[1:])}")
+        self.kind, self.eps = kind, eps
+        self.weight = nn.Parameter(torch.ones(num_models, 1, width))
+        self.bias = nn.Parameter(torch.zeros(num_models, 1, width))
+        self.stats = _RunningStatistics(groups=num_models, width=width, momentum=momentum) if kind == "batch" else None
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (M, B, in) -> (M, B, hidden[-1])."""
-        for weight, bias in zip(self.weights, self.biases):
-            x = torch.relu(torch.baddbmm(bias, x, weight))  # (M, B, H)
-        return x
+        """x (M, B, H) -> (M, B, H)."""
+        if self.stats is None:
+            return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:], eps=self.eps), self.weight)
+        if self.training:
+            var, mean = torch.var_mean(x, dim=1, correction=0, keepdim=True)  # (M, 1, H)
+            self.stats.update(mean, var, torch.full_like(mean[..., :1], x.shape[1]))
+        else:
+            mean, var = self.stats.running_mean, self.stats.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)  # (M, 1, H)
+        return torch.addcmul(self.bias - mean * scale, x, scale)  # one pass over x
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    """Linear+ReLU per hidden width, then a plain Linear to out_dim."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
+class DomainNorm(nn.Module):
+    """Normalisation of (B, H) rows with parameters and batch statistics of each row's own domain.
+
+    batch: per domain and unit over that domain's rows only (a domain absent from the batch leaves
+    its running statistics alone). layer: per row, with the domain's affine parameters.
+    """
+
+    def __init__(self, kind: str, *, num_domains: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if kind not in NORMS[1:]:
+            raise ValueError(f"unknown norm {kind!r}; valid: {list(NORMS[1:])}")
+        self.kind, self.eps, self.num_domains = kind, eps, num_domains
+        self.weight = nn.Parameter(torch.ones(num_domains, width))
+        self.bias = nn.Parameter(torch.zeros(num_domains, width))
+        self.stats = _RunningStatistics(groups=num_domains, width=width, momentum=momentum) if kind == "batch" \
+            else None
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """x (B, H), domains (B,) -> (B, H)."""
+        # Per-domain values reach the rows through one-hot matmuls, not indexing: the backward of
+        # an index is an unordered scatter-add on CPU, which made repeated runs differ.
+        onehot = F.one_hot(domains, self.num_domains).to(x.dtype)  # (B, S)
+        if self.stats is None:
+            return torch.addcmul(onehot @ self.bias, F.layer_norm(x, x.shape[-1:], eps=self.eps), onehot @ self.weight)
+        if self.training:
+            n = onehot.sum(0).unsqueeze(-1)  # (S, 1)
+            mean = onehot.t() @ x / n.clamp_min(1)  # (S, H)
+            var = (onehot.t() @ x.square() / n.clamp_min(1) - mean.square()).clamp_min(0)  # (S, H), biased
+            self.stats.update(mean.unsqueeze(1), var.unsqueeze(1), n.unsqueeze(1))
+        else:
+            mean, var = self.stats.running_mean.squeeze(1), self.stats.running_var.squeeze(1)  # (S, H)
+        scale = self.weight * torch.rsqrt(var + self.eps)  # (S, H)
+        return torch.addcmul(onehot @ (self.bias - mean * scale), x, onehot @ scale)
+
+
+class BatchedLinear(nn.Module):
+    """M independent Linear layers as one batched matmul, nn.Linear's default init per model."""
+
+    def __init__(self, *, num_models: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_models, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(num_models, 1, out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1 / math.sqrt(self.weight.shape[1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (M, B, in) -> (M, B, out)."""
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class BatchedMLP(nn.Module):
+    """M independent MLPs evaluated together: per hidden width Linear -> norm -> ReLU -> dropout,
+    then a plain Linear to out_dim when it is given, else the last hidden layer is the output
+    (experts)."""
+
+    def __init__(self, *, num_models: int, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None,
+                 norm: str = "none", dropout: float = 0.0):
+        super().__init__()
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for fan_in, fan_out in zip((in_dim,) + hidden[:-1], hidden):
+            self.linears.append(BatchedLinear(num_models=num_models, in_dim=fan_in, out_dim=fan_out))
+            self.norms.append(ModelNorm(norm, num_models=num_models, width=fan_out) if norm != "none" else nn.Identity())
+        self.out = None
+        if out_dim is not None:
+            self.out = BatchedLinear(num_models=num_models, in_dim=hidden[-1] if hidden else in_dim, out_dim=out_dim)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (M, B, in) -> (M, B, out_dim or hidden[-1])."""
+        for linear, norm in zip(self.linears, self.norms):
+            x = self.dropout(torch.relu(norm(linear(x))))  # (M, B, H)
+        return self.out(x) if self.out is not None else x
+
+
+def own_domain(per_domain: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    """Each row's own domain's value: per_domain (S, B, ...) and domains (B,) -> (B, ...)."""
+    index = domains.view(1, -1, *([1] * (per_domain.dim() - 2)))  # (1, B, 1...)
+    return per_domain.gather(0, index.expand(1, *per_domain.shape[1:])).squeeze(0)
+
+
+class PerDomainLinear(nn.Module):
+    """One Linear layer per domain, applied to each row with its own domain's weights.
+
+    All S layers run as one (B, in) x (in, S*out) matmul and each row keeps its own block: static
+    shapes, one GEMM, no grouping of rows.
+    """
+
+    def __init__(self, *, num_domains: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.num_domains, self.out_dim = num_domains, out_dim
+        self.weight = nn.Parameter(torch.empty(in_dim, num_domains, out_dim))
+        self.bias = nn.Parameter(torch.empty(num_domains, out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1 / math.sqrt(self.weight.shape[0])  # nn.Linear's default init, per domain
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """x (B, in), domains (B,) -> (B, out)."""
+        every = (x @ self.weight.flatten(1)).view(-1, self.num_domains, self.out_dim)  # (B, S, out)
+        onehot = F.one_hot(domains, self.num_domains).to(x.dtype)  # (B, S)
+        # One-hot products instead of indexing: deterministic backward on CPU (see DomainNorm).
+        return torch.einsum("bso,bs->bo", every, onehot) + onehot @ self.bias  # (B, out)
+
+
+class PerDomainMLP(nn.Module):
+    """One MLP per domain (towers, domain gates): per hidden width PerDomainLinear -> norm -> ReLU
+    -> dropout, then a PerDomainLinear to out_dim (normalised too when norm_output, for gates)."""
+
+    def __init__(self, *, num_domains: int, in_dim: int, hidden: tuple[int, ...], out_dim: int,
+                 norm: str = "none", dropout: float = 0.0, norm_output: bool = False):
+        super().__init__()
+        self.num_domains = num_domains
+        widths = (in_dim,) + hidden
+        self.linears = nn.ModuleList(PerDomainLinear(num_domains=num_domains, in_dim=a, out_dim=b)
+                                     for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(DomainNorm(norm, num_domains=num_domains, width=w) for w in hidden) \
+            if norm != "none" else None
+        self.out = PerDomainLinear(num_domains=num_domains, in_dim=widths[-1], out_dim=out_dim)
+        self.output_norm = DomainNorm(norm, num_domains=num_domains, width=out_dim) \
+            if norm_output and norm != "none" else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """x (B, in), domains (B,) -> (B, out)."""
+        for i, linear in enumerate(self.linears):
+            x = linear(x, domains)  # (B, H)
+            if self.norms is not None:
+                x = self.norms[i](x, domains)
+            x = self.dropout(torch.relu(x))
+        x = self.out(x, domains)  # (B, out)
+        return self.output_norm(x, domains) if self.output_norm is not None else x

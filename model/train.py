@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 
 from model.config import RunConfig, config_keys, load_config_file
-from model.crocodile import GATINGS, Crocodile, build_model
+from model.architectures import build_model
+from model.layers import MultiEmbedding
 from model.data import MultiDomainData, SplitTensors, shuffled_batches
 from model.datasets import check_spec, load_data
 from model.losses import aux_loss, task_loss
@@ -44,7 +45,7 @@ def check_run(config: RunConfig, data: MultiDomainData) -> None:
     if domain != "overall" and domain not in data.domain_names:
         raise ValueError(f"monitor {config.train.monitor!r} names domain {domain!r}, which is not one of "
                          f"{['overall', *data.domain_names]}")
-    if GATINGS[config.model.gating].prior:
+    if config.model.uses_prior:
         data.prior_field_indices()
 
 
@@ -60,12 +61,13 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
 
     # Setup: data on the device; init and shuffle randomness from separate generators.
     splits = {name: data.subset(name).to(device) for name in ("train", "val", "test")}
-    torch.manual_seed(tcfg.seed)
+    torch.manual_seed(tcfg.seed)  # dropout; the weights are seeded per module from (seed, module path)
     model = build_model(mcfg, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
-                        prior_fields=data.prior_field_indices() if GATINGS[mcfg.gating].prior else ()).to(device)
+                        prior_fields=data.prior_field_indices() if mcfg.uses_prior else (), seed=tcfg.seed).to(device)
     shuffle_gen = torch.Generator().manual_seed(tcfg.seed + 1_000_003)
-    embedding_params = [p for name, p in model.named_parameters() if "embedding" in name]
-    other_params = [p for name, p in model.named_parameters() if "embedding" not in name]
+    embedding_ids = {id(p) for m in model.modules() if isinstance(m, MultiEmbedding) for p in m.parameters()}
+    embedding_params = [p for p in model.parameters() if id(p) in embedding_ids]
+    other_params = [p for p in model.parameters() if id(p) not in embedding_ids]
     optimizer = torch.optim.Adam([
         # Adam's coupled weight decay wd*w is the gradient of (wd/2)*||w||^2: the L2 term of the loss.
         {"params": embedding_params, "weight_decay": 2 * tcfg.embedding_l2},
@@ -73,8 +75,10 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     ], lr=tcfg.lr)
     step_model = model
     if distributed:
-        # Tail domains can be absent from a shard's batch, leaving their tower without gradient.
-        step_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        # Per-domain modules run on every row (static shapes), so every parameter gets a gradient.
+        # Batch statistics are per rank (no SyncBatchNorm: our norms are per model and per domain);
+        # DDP broadcasts rank 0's running statistics, which evaluation then uses on every rank.
+        step_model = torch.nn.parallel.DistributedDataParallel(model)
     if tcfg.compile:
         step_model = torch.compile(step_model, dynamic=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16)
@@ -140,7 +144,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
 
 
 @torch.no_grad()
-def predict(model: Crocodile, rows: SplitTensors, batch_size: int, autocast) -> torch.Tensor:
+def predict(model: torch.nn.Module, rows: SplitTensors, batch_size: int, autocast) -> torch.Tensor:
     """Logits (n,) for all rows. Under torch.distributed each rank scores rows r, r+W, ... and the
     shards are gathered back into row order, so metrics see every prediction (gAUC stays exact)."""
     model.eval()
@@ -167,7 +171,7 @@ def predict(model: Crocodile, rows: SplitTensors, batch_size: int, autocast) -> 
     return full
 
 
-def predict_and_evaluate(model: Crocodile, split_name: str, rows: SplitTensors, domain_names: tuple[str, ...],
+def predict_and_evaluate(model: torch.nn.Module, split_name: str, rows: SplitTensors, domain_names: tuple[str, ...],
                          batch_size: int, autocast) -> dict[str, float]:
     logits = predict(model, rows, batch_size, autocast)
     return evaluate(split_name, logits, rows.labels, rows.domains, rows.users, domain_names, rows.truth)

@@ -114,15 +114,14 @@ def check_names(hypothesis: Hypothesis, where: str, variants: Sequence[str], fai
             fail(f"{where}.reference", f"{hypothesis.variant!r} cannot be its own reference")
 
 
-def check_unique(hypotheses: Sequence[Hypothesis], where: str, fail: Fail) -> None:
-    """A cell claimed twice would be counted twice in the family."""
-    seen: dict[Cell, int] = {}
-    for index, hypothesis in enumerate(hypotheses):
+def check_unique(hypotheses: Sequence[Hypothesis], wheres: Sequence[str], fail: Fail) -> None:
+    """A cell claimed twice would be counted twice in the family. wheres[i] names hypothesis i's entry."""
+    seen: dict[Cell, str] = {}
+    for where, hypothesis in zip(wheres, hypotheses):
         for cell in cells(hypothesis):
             if cell in seen:
-                fail(f"{where}[{index}]", f"repeats {cell[0]} vs {cell[1]}, {cell[2]} {cell[3]}, already declared "
-                                          f"by {where}[{seen[cell]}]")
-            seen[cell] = index
+                fail(where, f"repeats {cell[0]} vs {cell[1]}, {cell[2]} {cell[3]}, already declared by {seen[cell]}")
+            seen[cell] = where
 
 
 def cells(hypothesis: Hypothesis) -> list[Cell]:
@@ -151,5 +150,5 @@ def from_records(records: Sequence[Mapping], variants: Sequence[str], metrics: S
         fail("hypotheses", f"must be a list, got {type(records).__name__}")
     parsed = tuple(parse(r, f"hypotheses[{i}]", variants or None, metrics, fail) for i, r in enumerate(records))
     parsed = tuple(h.resolved(variants) for h in parsed)
-    check_unique(parsed, "hypotheses", fail)
+    check_unique(parsed, [f"hypotheses[{i}]" for i in range(len(parsed))], fail)
     return parsed

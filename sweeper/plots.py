@@ -177,7 +177,7 @@ def plot_deltas(deltas: pd.DataFrame, metrics: Sequence[str], domains: Sequence[
         ax.set_title(metric_label(metric))
         ax.grid(True, axis="y", alpha=0.3)
     _legend_below(figure, axes)
-    figure.suptitle(f"{title}: mean difference in points (100 x), 95 % CI, * = verdict better; "
+    figure.suptitle(f"{title}: mean difference in points (100 x), 95 % CI, * = verdict better (Holm within its family); "
                     f"\u25b2\u25bc = CI beyond the axis (y-scale set by overall and large domains)", fontsize="medium")
     figure.savefig(path, dpi=DPI)
     return path

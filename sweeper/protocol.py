@@ -73,9 +73,12 @@ def stats_frame(runs: pd.DataFrame, comparisons: Sequence[ComparisonSpec], metri
                                seed_test=seed_test, alternative=stats.improvement(metric) if one_sided else "two-sided")
         family = PRIMARY if unit is not None else ABLATION if domain == "overall" else SECONDARY
         results.append(result)
+        row = asdict(result)
+        row["dropped_seeds"] = row["dropped_seeds"].replace("no variant result", f"no {variant} result").replace(
+            "no reference result", f"no {reference} result")
         rows.append(dict(table=table, variant=variant, reference=reference, metric=metric, domain=domain,
                          split=split, family=family, hypothesis=unit.name if unit else "", expected_n=expected_n,
-                         **asdict(result)))
+                         **row))
     frame = pd.DataFrame(rows, columns=[c for c in STATS_COLUMNS if c not in
                                         ("family_size", "p_adjusted", "mde_alpha", "mde", "verdict", "significant")])
     frame["family_size"] = 0

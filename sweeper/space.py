@@ -116,6 +116,11 @@ class Space:
     def hypothesis_records(self) -> list[dict]:
         """The declared hypotheses for sweep.json, `all` resolved against the final variants."""
         names = [v.name for v in self.variants]
+
+        def fail(key: str, problem: str):
+            raise SpaceError(f"{self.path}: {key}: {problem}")
+        for i, h in enumerate(self.hypotheses):  # base_from may have found fewer than top_k configurations
+            hyp.check_names(h, f"hypotheses[{i}]", names, fail)
         return [h.resolved(names).record() for h in self.hypotheses]
 
 
@@ -230,7 +235,7 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
     if data.split(":", 1)[0] == "synthetic":
         from model.synthetic import DOMAIN_NAMES
         domains = ("overall", *DOMAIN_NAMES)
-    out = []
+    out, wheres = [], []
     for i, entry in enumerate(entries):
         where = f"hypotheses[{i}]"
         if not isinstance(entry, dict):
@@ -241,14 +246,16 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
         for combo in itertools.product(*grid.values()) if grid else [()]:
             point = dict(zip(grid, combo))
             try:
-                expanded = {k: (v.format(**point) if isinstance(v, str) else v) for k, v in entry.items() if k != "grid"}
+                expanded = {k: (v.format(**point) if isinstance(v, str) else v)
+                            for k, v in entry.items() if k != "grid"}
             except (KeyError, IndexError) as exc:
                 fail(where, f"refers to {exc} which is not a key of its grid")
             hypothesis = hyp.parse(expanded, where, names, metrics, fail, extra_keys=("grid",))
             if domains is not None and hypothesis.domain not in domains:
                 fail(f"{where}.domain", f"{hypothesis.domain!r} is not a domain of {data}; domains: {list(domains)}")
             out.append(hypothesis)
-    hyp.check_unique([h.resolved(names) for h in out], "hypotheses", fail)
+            wheres.append(where)
+    hyp.check_unique([h.resolved(names) for h in out], wheres, fail)
     return tuple(out)
 
 

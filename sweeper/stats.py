@@ -2,9 +2,10 @@
 
 What a comparison computes (the families, Holm and the verdicts that use it are in sweeper.protocol
 and sweeper.verdicts):
-- pairing: by default a paired t-test on the seeds both arms finished (a seed fixes the data order
-  and, through per-module initialisation, the weights two variants share); seeds only one arm
-  finished are dropped and named. `seed_test="welch"` uses every finished seed of each arm instead;
+- pairing: by default a paired t-test on the seeds both arms finished (a seed fixes the data order,
+  and the initial weights of the modules two variants share where initialisation is derived per
+  module); seeds only one arm finished are dropped and named. `seed_test="welch"` uses every
+  finished seed of each arm instead; `pair_corr` shows what pairing bought;
 - delta = mean(variant) - mean(reference) over the seeds the test uses, with a 95 % t interval;
   lift (pts) = 100 * delta, as the paper prints it (0.32 means +0.32 points of AUC); the relative
   lift 100 * delta / reference mean is a separate, labelled column;
@@ -23,7 +24,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -403,12 +403,26 @@ def mde(comparison: Comparison, alpha: float) -> float:
     return math.nan
 
 
+def _t_power(noncentrality: float, df: float, alpha: float, alternative: str) -> float:
+    """P(reject) of a t-test with this noncentrality (effect in the claimed direction).
+
+    scipy's noncentral t directly, because statsmodels' power returns NaN for large effects (d > ~10),
+    and a far tail that underflows to NaN is taken as the 0 it is.
+    """
+    two_sided = alternative == "two-sided"
+    critical = float(scipy.stats.t.ppf(1 - (alpha / 2 if two_sided else alpha), df))
+    upper = float(scipy.stats.nct.sf(critical, df, noncentrality))
+    if not math.isfinite(upper):
+        upper = float(scipy.stats.norm.sf(critical - noncentrality))
+    lower = float(scipy.stats.nct.cdf(-critical, df, noncentrality)) if two_sided else 0.0
+    return upper + (lower if math.isfinite(lower) else 0.0)
+
+
 def power_paired(n: int, lift: float, sd_diff: float, alpha: float, alternative: str = "two-sided") -> float:
     """Power of a paired t on n seeds for a true lift (metric units) with this SD of per-seed differences."""
     if n < 2 or not sd_diff > 0:
         return math.nan
-    return float(TTestPower().power(effect_size=abs(lift) / sd_diff, nobs=n, alpha=alpha,
-                                    alternative=_power_alternative(alternative)))
+    return _t_power(abs(lift) / sd_diff * math.sqrt(n), n - 1, alpha, alternative)
 
 
 def seeds_needed(lift: float, sd_diff: float, alpha: float, alternative: str = "two-sided",
@@ -419,15 +433,14 @@ def seeds_needed(lift: float, sd_diff: float, alpha: float, alternative: str = "
     """
     if not (math.isfinite(lift) and math.isfinite(sd_diff) and sd_diff > 0) or lift == 0:
         return math.nan
-    if test == PAIRED:
-        d, analysis = abs(lift) / sd_diff, TTestPower()
-    elif test == WELCH:
-        d, analysis = abs(lift) / (sd_diff / math.sqrt(2)), TTestIndPower()
-    else:
+    if test not in (PAIRED, WELCH):
         return math.nan
 
     def powered(n: int) -> bool:
-        return analysis.power(d, n, alpha, alternative=_power_alternative(alternative)) >= power
+        if test == PAIRED:
+            return _t_power(abs(lift) / sd_diff * math.sqrt(n), n - 1, alpha, alternative) >= power
+        # Two arms of n seeds, each with SD sd_diff / sqrt 2: the pooled two-sample t on 2n - 2 df.
+        return _t_power(abs(lift) / sd_diff * math.sqrt(n), 2 * n - 2, alpha, alternative) >= power
     if powered(2):
         return 2
     low, high = 2, 4

@@ -209,11 +209,11 @@ def _notes(stats: pd.DataFrame, expected_n: int, references: Mapping[str, str]) 
     if references:
         tested = stats[stats["p_value"].notna()] if len(stats) else stats
         tests = ", ".join(sorted(set(tested["test"]))) if len(tested) else "none"
-        sizes = {f: int(stats.loc[stats["family"] == f, "family_size"].max()) for f in dict.fromkeys(stats["family"])}
-        families = ", ".join(f"{f} {k}" for f, k in sizes.items())
-        notes.append(f"* = verdict `better` vs the row's reference: Holm-adjusted p < 0.05 within the cell's family "
-                     f"(tests per family: {families}) and an improvement; per-domain cells are tested only for a "
-                     f"variant whose primary hypotheses hold. Test used: {tests}.")
+        present = [f for f in ("primary", "ablation", "secondary") if f in set(stats["family"])]
+        families = ", ".join(f"{f} {int(stats.loc[stats['family'] == f, 'family_size'].max())}" for f in present)
+        notes.append(f"Stars mark the verdict `better` vs the row's reference: Holm-adjusted p < 0.05 within the "
+                     f"cell's family (tests per family: {families}) and an improvement; per-domain cells are tested "
+                     f"only for a variant whose primary hypotheses hold. Test used: {tests}.")
         untestable = int(stats["test"].str.startswith("not testable").sum()) if len(stats) else 0
         if untestable:
             notes.append(f"{untestable} cell(s) are not testable (degenerate: see the test column of stats.csv).")

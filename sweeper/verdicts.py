@@ -135,7 +135,9 @@ def _seeds(cell: pd.Series, lift: float) -> float:
 
 
 def _pts(value: float) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:+.2f}" if abs(value) >= 0.005 or value == 0 else f"{value:+.1g}"
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:+.2f}" if abs(value) >= 0.005 or value == 0 else f"{value:+.1g}"  # +0.003, not +0.00
 
 
 def _count(seeds: float) -> str:

@@ -1,10 +1,13 @@
+import pytest
+
 from benchmarks.throughput import main
 
 
 def test_throughput_smoke():
     results = main(["--smoke-test"])
-    (fast, slow), = results.values()
-    assert fast > 0 and slow > 0
+    (speeds,) = results.values()
+    assert set(speeds) == {"ours", "ours_default_norm", "grouped", "dataloader"}
+    assert all(v > 0 for v in speeds.values())
 
 
 def test_sweep_overhead_smoke():
@@ -18,3 +21,12 @@ def test_sweep_overhead_smoke():
         ray.shutdown()  # later modules start their own clusters
     assert set(results) == {"no Ray", "Tune, in-process trials"}
     assert all(wall >= own > 0 for wall, own, _ in results.values())
+
+
+def test_convergence_smoke(capsys):
+    from benchmarks.convergence import bayes_fraction, main as convergence
+
+    curves = convergence(["--smoke-test"])
+    assert set(curves) == {"MMoE", "Crocodile"} and all(len(c) == 2 for c in curves.values())
+    assert "% of the Bayes gap" in capsys.readouterr().out
+    assert bayes_fraction(0.8, 0.9) == pytest.approx(0.75)

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from model.config import RunConfig
-from model.crocodile import build_model
+from model.architectures import build_model
 from model.synthetic import make_synthetic
 from model.train import SMOKE_OVERRIDES, predict, train
 

@@ -46,6 +46,11 @@ def write_sweep(sweep_dir: Path, spec: dict, rows: list[dict]) -> Path:
     return sweep_dir
 
 
+def hypothesis(variant: str, reference: str, metrics: list[str], domain: str = "overall") -> dict:
+    """A declared hypothesis in sweep.json form."""
+    return {"variant": variant, "references": [reference], "metrics": metrics, "domain": domain, "test": "single"}
+
+
 def base_spec(name: str, table: str, layout: str, variants: list[dict], comparisons: list[dict], **extra) -> dict:
     spec = {"name": name, "study": "replicate", "table": table, "layout": layout, "data": "synthetic:tiny",
             "dataset": None, "domains": DOMAINS, "metrics": ["auc", "gauc"], "seeds": SEEDS,
@@ -80,7 +85,8 @@ def rows_sweep(sweep_dir: Path) -> Path:
                                               for v, f in factors.items()],
                      [{"variant": "ME-MMoE", "reference": "MMoE"}, {"variant": "Crocodile", "reference": "MMoE"}],
                      published_method={"MMoE": "embedding=SE gating=standard loss=bce (MMoE base)",
-                                       "Crocodile": "embedding=ME gating=PEG loss=bce+cov (Crocodile)"})
+                                       "Crocodile": "embedding=ME gating=PEG loss=bce+cov (Crocodile)"},
+                     hypotheses=[hypothesis("Crocodile", "MMoE", ["auc", "gauc"])])
     return write_sweep(sweep_dir, spec, rows)
 
 
@@ -97,7 +103,8 @@ def alpha_sweep(sweep_dir: Path) -> Path:
             rows.append(run_row("alpha", "replicate", name, seed, shift, {"alpha": alpha, "aux_loss": "cov"},
                                 rng.normal(0, 1e-4, 7), clock))
     spec = base_spec("alpha", "alpha", "alpha", variants,
-                     [{"variant": v["name"], "reference": "alpha=0"} for v in variants[1:]])
+                     [{"variant": v["name"], "reference": "alpha=0"} for v in variants[1:]],
+                     hypotheses=[hypothesis("alpha=0.001", "alpha=0", ["auc", "gauc"])])
     return write_sweep(sweep_dir, spec, rows)
 
 
@@ -116,7 +123,8 @@ def num_embeddings_sweep(sweep_dir: Path) -> Path:
                                     rng.normal(0, 1e-4, 7), clock))
         comparisons.append({"variant": f"Crocodile M={m}", "reference": f"ME-MMoE-PG M={m}"})
     spec = base_spec("t6", "table6", "num_embeddings", variants, comparisons, data="kuairand1k:/data/kr",
-                     dataset="kuairand1k", published_method=published)
+                     dataset="kuairand1k", published_method=published,
+                     hypotheses=[hypothesis(f"Crocodile M={m}", f"ME-MMoE-PG M={m}", ["gauc"]) for m in (2, 3, 4)])
     return write_sweep(sweep_dir, spec, rows)
 
 

@@ -1,6 +1,7 @@
 """write_report / python -m sweeper.report on hand-made sweep directories (see conftest.py)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweeper import report, stats, wandb_log
+from sweeper import protocol, report, stats, verdicts, wandb_log
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,13 +39,35 @@ def test_rows_layout_report(make_sweep):
                  "published.csv", "missing_seeds.csv", "report.html"):
         assert (out / name).is_file(), name
 
-    frame = pd.read_csv(out / "stats.csv")
-    assert set(stats.STATS_COLUMNS) <= set(frame.columns)
+    frame = pd.read_csv(out / "stats.csv", keep_default_na=False, na_values=[""])
+    assert list(frame.columns) == list(protocol.STATS_COLUMNS)
     assert len(frame) == 2 * 2 * 6  # comparisons x metrics x (5 domains + overall)
     crocodile = frame[frame["variant"] == "Crocodile"]
-    assert set(crocodile["n"]) == {5} and set(crocodile["test"]) == {stats.WELCH}  # seed 5 failed
+    # Seed 5 failed: paired on the 5 common seeds, and said so.
+    assert set(crocodile["n"]) == {5} and set(crocodile["test"]) == {stats.PAIRED}
+    assert set(crocodile["dropped_seeds"]) == {"5 (no Crocodile result)"}
+    assert crocodile.set_index("domain")["family"].to_dict() == {
+        "S0": "secondary", "S1": "secondary", "S2": "secondary", "S4": "secondary", "S6": "secondary",
+        "overall": "primary"}
+    assert set(crocodile["verdict"]) == {"better"}  # the claim holds, so the per-domain cells are tested
     me = frame[frame["variant"] == "ME-MMoE"]
-    assert set(me["n"]) == {6} and set(me["test"]) == {stats.PAIRED}  # seed 2 failed once, then ran ok
+    assert set(me["n"]) == {6}  # seed 2 failed once, then ran ok
+    assert set(me.loc[me["domain"] == "overall", "family"]) == {"ablation"}
+    assert me.loc[me["domain"] != "overall", "test"].str.startswith("CI only (no primary hypothesis").all()
+    assert frame.groupby("family")["family_size"].max().to_dict() == {"ablation": 2, "primary": 2, "secondary": 10}
+
+    verdict_rows = pd.read_csv(out / "verdicts.csv")
+    assert list(verdict_rows.columns[:11]) == list(verdicts.VERDICT_COLUMNS)
+    assert verdict_rows[["variant", "reference", "metric", "domain", "n", "verdict"]].to_dict("records") == [
+        {"variant": "Crocodile", "reference": "MMoE", "metric": m, "domain": "overall", "n": 5, "verdict": "better"}
+        for m in ("auc", "gauc")]
+    lines = (out / "verdicts.txt").read_text().splitlines()
+    assert lines[0].startswith("Crocodile vs MMoE, overall AUC: +0.15 pts (95 % CI +0.14..+0.16), paired t on 5 "
+                               "seeds (dropped seeds: 5 (no Crocodile result)), Holm p = ")
+    assert lines[0].split(". The paper")[0].endswith(": better")
+    assert "The paper's published +0.09 pts (KuaiRand-1K, a different dataset) would need about" in lines[0]
+    markdown_report = (out / "report.md").read_text()
+    assert markdown_report.startswith("# Sweep report: t5\n\n## Verdicts\n\n- Crocodile vs MMoE, overall AUC: ")
 
     markdown = (out / "table.md").read_text()
     assert "| Crocodile | 0.73749* (5/6) |" in markdown
@@ -62,6 +85,11 @@ def test_rows_layout_report(make_sweep):
     assert len(sources) == 1 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page  # readable offline
     assert "0.73749* (5/6)" in page and "RuntimeError: out of memory" in page
+    body = page.split("<body>", 1)[1]
+    assert body.index("<h2>Verdicts</h2>") < body.index("<table")  # the answer first
+    assert "<li class='verdict better'>Crocodile vs MMoE, overall AUC: +0.15 pts" in body
+    # ME-MMoE's per-domain cells: CI only, greyed (the stats table's muted rows)
+    assert len(re.findall(r'<td id="T_stats_row\d+_col0" class="[^"]*muted', body)) == 10
 
 
 def test_alpha_layout_report(make_sweep):
@@ -78,7 +106,13 @@ def test_num_embeddings_layout_report(make_sweep):
     out = report.write_report(make_sweep("num_embeddings"))
     assert (out / "num_embeddings.png").is_file() and (out / "table_domains.md").is_file()
     markdown = (out / "table.md").read_text()
-    assert "| #Emb | 2 | 3 | 4 |" in markdown and "| gAUC lift (%) |" in markdown
+    assert "| #Emb | 2 | 3 | 4 |" in markdown and "| gAUC lift (pts) |" in markdown
+    verdict_rows = pd.read_csv(out / "verdicts.csv")
+    assert verdict_rows["hypothesis"].tolist() == ["H1 gauc", "H2 gauc", "H3 gauc"]
+    assert set(verdict_rows["family_size"]) == {3} and (verdict_rows["mde_alpha"] == 0.05 / 3).all()
+    # Same dataset as the paper: its lift, e.g. M=2: 0.66198 - 0.66138 = +0.06 pts, sized at our spread.
+    assert verdict_rows["published_lift"].round(5).tolist() == [0.0006, 0.00127, 0.00118]
+    assert "The paper's published +0.06 pts (KuaiRand-1K) would need about" in verdict_rows["line"][0]
     published = pd.read_csv(out / "published.csv")
     assert "published (KuaiRand-1K)" in published.columns  # same dataset: a real comparison
     assert published["ours - published"].notna().all() and len(published) == 6  # paper: gAUC overall only
@@ -191,7 +225,7 @@ def test_sweep_service_variations(make_sweep):
     (sweep_dir / "sweep.json").write_text(json.dumps(spec))
     (sweep_dir / "results" / ".tmp-abc-s0-ok-1234.parquet").write_bytes(b"half written")
     out = report.write_report(str(sweep_dir), wandb_mode=None)
-    assert "| Variant | AUC S0 | AUC S1 | AUC S2 | AUC S4 | AUC S6 | AUC Overall | AUC lift (%) |" in (
+    assert "| Variant | AUC S0 | AUC S1 | AUC S2 | AUC S4 | AUC S6 | AUC Overall | AUC lift (pts) |" in (
         out / "table.md").read_text()
 
 
@@ -209,3 +243,67 @@ def test_published_numbers_ship_with_the_package():
     crocodile = published[(published["dataset"] == "kuairand1k") & (published["table"] == "table5")
                           & published["method"].str.contains("Crocodile") & (published["metric"] == "gauc")]
     assert crocodile["value"].tolist() == [0.66373]
+
+
+def test_bayes_gap_is_stated_and_an_undertrained_table_is_flagged(make_sweep):
+    sweep_dir = make_sweep("rows")
+    for file in (sweep_dir / "results").glob("*.parquet"):
+        frame = pd.read_parquet(file)
+        # Best variant (Crocodile, 0.7875): (0.7875 - 0.5) / (0.85 - 0.5) = 82 % < 90 %.
+        frame["test_bayesauc_overall"] = 0.85
+        frame.to_parquet(file)
+    out = report.write_report(sweep_dir)
+    lines = (out / "verdicts.txt").read_text().splitlines()
+    assert lines[-1].startswith("Training quality: overall test AUC as a fraction of the Bayes gap, (auc - 0.5) / "
+                                "(bayes - 0.5): MMoE 82 %, ME-MMoE 82 %, Crocodile 82 %")
+    assert lines[-1].endswith("needed >= 90 %: undertrained: conclusions unreliable.")
+    assert pd.read_csv(out / "verdicts.csv")["undertrained"].all()
+    gap = pd.read_csv(out / "bayes_gap.csv")
+    assert gap["fraction"].round(3).tolist() == [0.817, 0.818, 0.822]
+    assert "<li class='verdict undertrained'>Training quality" in (out / "report.html").read_text()
+    assert "undertrained: conclusions unreliable" in (out / "report.md").read_text().split("## Table")[0]
+
+
+def test_search_and_no_hypotheses_say_there_is_no_verdict(make_sweep):
+    out = report.write_report(make_sweep("search"))
+    assert (out / "verdicts.txt").read_text().startswith("No verdict: a search is exploratory")
+    assert pd.read_csv(out / "verdicts.csv").empty
+    sweep_dir = make_sweep("alpha")
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    (sweep_dir / "sweep.json").write_text(json.dumps({**spec, "hypotheses": []}))
+    assert (report.write_report(sweep_dir) / "verdicts.txt").read_text().startswith(
+        "No verdict: the space file declares no hypotheses")
+
+
+def test_print_verdicts_never_prints_a_stale_answer(make_sweep, capsys):
+    sweep_dir = make_sweep("rows")
+    report.write_report(sweep_dir)
+    report.print_verdicts(sweep_dir)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "verdicts:" and out[1].startswith("  Crocodile vs MMoE, overall AUC: +0.15 pts") and len(out) == 3
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    (sweep_dir / "sweep.json").write_text(json.dumps({**spec, "layout": "grid"}))
+    with pytest.raises(ValueError):
+        report.write_report(sweep_dir)
+    report.print_verdicts(sweep_dir)
+    assert capsys.readouterr().out == ""  # the old verdicts went with the failed report
+    report.print_verdicts("s3://bucket/sweep")  # remote: nothing to read here, no error
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_hypotheses_in_sweep_json_name_the_key(make_sweep):
+    spec = json.loads((make_sweep("rows") / "sweep.json").read_text())
+    spec["hypotheses"] = [{"variant": "Crocodile", "references": ["Nope"], "metrics": ["auc"]}]
+    with pytest.raises(ValueError, match="sweep.json hypotheses\\[0\\].reference: 'Nope' is not a variant"):
+        report.spec_from_dict(spec)
+    with pytest.raises(ValueError, match="sweep.json seed_test='sign'"):
+        report.spec_from_dict({**spec, "hypotheses": [], "seed_test": "sign"})
+
+
+def test_welch_seed_test_from_sweep_json(make_sweep):
+    sweep_dir = make_sweep("rows")
+    spec = json.loads((sweep_dir / "sweep.json").read_text())
+    (sweep_dir / "sweep.json").write_text(json.dumps({**spec, "seed_test": "welch"}))
+    frame = pd.read_csv(report.write_report(sweep_dir) / "stats.csv")
+    crocodile = frame[(frame["variant"] == "Crocodile") & (frame["domain"] == "overall")]
+    assert set(crocodile["test"]) == {stats.WELCH} and set(crocodile["variant_n"]) == {5}

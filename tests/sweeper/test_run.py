@@ -45,7 +45,7 @@ def sweep(tmp_path, space, *extra):
 
 
 def test_replicate_writes_a_row_per_variant_and_seed_then_resumes_for_free(ray_cluster, tmp_path, capsys):
-    space = space_file(tmp_path, TWO)
+    space = space_file(tmp_path, TWO, hypotheses=[{"variant": "Crocodile", "reference": "MMoE", "metrics": ["auc"]}])
     assert sweep(tmp_path, space) == 0
     frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
     assert len(frame) == 4 and set(frame["status"]) == {"ok"}
@@ -61,7 +61,13 @@ def test_replicate_writes_a_row_per_variant_and_seed_then_resumes_for_free(ray_c
     assert list(report.glob("*.png")) and f"report: {report}" in out
     stats = pd.read_csv(report / "stats.csv")
     assert set(stats["variant"]) == {"Crocodile"} and set(stats["reference"]) == {"MMoE"}
-    assert set(stats["test"]) == {"paired t"} and (stats["n"] == 2).all()
+    assert (stats["n"] == 2).all()
+    assert meta["hypotheses"] == [{"variant": "Crocodile", "references": ["MMoE"], "metrics": ["auc"],
+                                   "domain": "overall", "test": "single"}]
+    # The answer comes last: one verdict line per primary hypothesis, then training quality.
+    tail = out.rstrip("\n").splitlines()[-3:]
+    assert tail[0] == "verdicts:" and tail[1].startswith("  Crocodile vs MMoE, overall AUC: ")
+    assert tail[2].startswith("  Training quality: ") and (report / "verdicts.csv").exists()
 
     assert sweep(tmp_path, space) == 0
     assert "0 trials to run, 4 (cell, seed)s already stored" in capsys.readouterr().out

@@ -14,6 +14,22 @@ def test_shipped_spaces_load_with_every_profile(name):
         load_space(name, profile)
     if space.study == "replicate" and space.base_from is None:
         assert space.comparisons()
+    # Every shipped file states its claim up front (a search states that it makes none).
+    assert "hypotheses" in yaml.safe_load(open(f"search_spaces/{name}.yaml"))
+    assert bool(space.hypotheses) == (space.study == "replicate")
+
+
+def test_shipped_hypotheses_are_the_papers_claims():
+    def claims(name):
+        return [(h.variant, h.references, h.metrics, h.domain) for h in load_space(name).hypotheses]
+    both = ("auc", "gauc")
+    assert claims("table5_ablation") == [("Crocodile", ("MMoE",), both, "overall")]
+    assert claims("table4_losses") == [("+CovLoss", ("Base",), both, "overall")]
+    assert claims("table6_num_embeddings") == [(f"Crocodile M={m}", (f"ME-MMoE-PG M={m}",), ("gauc",), "overall")
+                                               for m in range(2, 11)]
+    assert claims("alpha_sensitivity") == [(f"alpha={a}", ("alpha=0",), both, "overall") for a in ("0.1", "1", "10")]
+    assert claims("best_crocodile") == [("best-1", ("MMoE",), both, "overall")]
+    assert load_space("table5_ablation").seed_test == "paired"
 
 
 def test_table_layouts():
@@ -48,6 +64,16 @@ SEARCH = {"study": "search", "search": {"params": {"alpha": {"type": "loguniform
     ({"resources": {"gpus": 1}}, "f.yaml: resources.gpus: unknown key"),
     ({"resources": {"cpus_per_worker": 0}}, "resources.cpus_per_worker: must be > 0"),
     ({"base": {"epochs": "many"}}, "f.yaml: base: config key 'epochs' expects int"),
+    ({"hypotheses": [{"variant": "B", "reference": "Z"}]}, "f.yaml: hypotheses\\[0\\].reference: 'Z' is not a variant"),
+    ({"hypotheses": [{"variant": "B", "reference": "A", "domain": "S7"}]},
+     "f.yaml: hypotheses\\[0\\].domain: 'S7' is not a domain of synthetic:small"),
+    ({"hypotheses": [{"variant": "B", "reference": "A", "metrics": ["logloss"]}]},
+     "f.yaml: hypotheses\\[0\\].metrics: must be a non-empty list of the sweep's metrics \\['auc', 'gauc'\\]"),
+    ({"hypotheses": [{"variant": "B{x}", "reference": "A"}]}, "f.yaml: hypotheses\\[0\\]: refers to 'x'"),
+    ({"hypotheses": [{"variant": "B", "reference": "A"}, {"variant": "B", "reference": "A", "metrics": ["auc"]}]},
+     "f.yaml: hypotheses\\[1\\]: repeats B vs A, auc overall, already declared by hypotheses\\[0\\]"),
+    ({"hypotheses": {"variant": "B"}}, "f.yaml: hypotheses: must be a list"),
+    ({"seed_test": "wilcoxon"}, "f.yaml: seed_test: must be one of \\['paired', 'welch'\\]"),
 ])
 def test_bad_replicate_files_name_file_and_key(change, message):
     with pytest.raises(SpaceError, match=message):
@@ -68,6 +94,29 @@ def test_bad_search_params(params, message):
         parse_space({"study": "search", "search": {"params": params}}, "s.yaml")
 
 
+def test_hypotheses_expand_over_their_grid_and_resolve_all():
+    raw = {"study": "replicate",
+           "variants": [{"name": f"{s} M={m}", "set": {"num_embeddings": m}} for s in ("PG", "Croc") for m in (2, 3)],
+           "hypotheses": [{"variant": "Croc M={m}", "reference": "PG M={m}", "metrics": ["gauc"],
+                           "grid": {"m": [2, 3]}},
+                          {"variant": "Croc M=3", "reference": "all", "test": "intersection-union",
+                           "metrics": ["auc"]}]}
+    space = parse_space(raw, "f.yaml")
+    assert [(h.variant, h.references) for h in space.hypotheses[:2]] == [("Croc M=2", ("PG M=2",)),
+                                                                         ("Croc M=3", ("PG M=3",))]
+    assert space.hypotheses[2].references == ("all",)  # resolved when sweep.json is written
+    assert space.hypothesis_records()[2]["references"] == ["PG M=2", "PG M=3", "Croc M=2"]
+
+
+def test_base_from_hypotheses_may_name_the_search_winners():
+    raw = {"study": "replicate", "base_from": {"sweep": "s", "top_k": 2}, "reference": "A",
+           "variants": [{"name": "A"}], "hypotheses": [{"variant": "best-2", "reference": "A"}]}
+    assert parse_space(raw, "f.yaml").hypotheses[0].variant == "best-2"
+    raw["hypotheses"] = [{"variant": "best-3", "reference": "A"}]
+    with pytest.raises(SpaceError, match="f.yaml: hypotheses\\[0\\].variant: 'best-3' is not a variant"):
+        parse_space(raw, "f.yaml")
+
+
 def test_search_rules():
     with pytest.raises(SpaceError, match="search.metric: must be a validation metric"):
         parse_space({**SEARCH, "search": {**SEARCH["search"], "metric": "test_auc_overall"}}, "s.yaml")
@@ -75,6 +124,9 @@ def test_search_rules():
         parse_space({**SEARCH, "search": {**SEARCH["search"], "seeds_per_trial": 2, "asha": {"enabled": True}}}, "s.yaml")
     with pytest.raises(SpaceError, match="use search.params instead"):
         parse_space({**SEARCH, "variants": [{"name": "A"}]}, "s.yaml")
+    with pytest.raises(SpaceError, match="s.yaml: hypotheses: a search is exploratory and tests nothing"):
+        parse_space({**SEARCH, "hypotheses": [{"variant": "A", "reference": "B"}]}, "s.yaml")
+    assert parse_space({**SEARCH, "hypotheses": []}, "s.yaml").hypotheses == ()
 
 
 def test_load_errors(tmp_path):
@@ -93,3 +145,11 @@ def test_cell_key_ignores_seed_only():
     a = {"alpha": 0.1, "seed": 0, "expert_hidden": (8, 4)}
     assert cell_key(a) == cell_key({**a, "seed": 5})
     assert cell_key(a) != cell_key({**a, "alpha": 0.2})
+
+
+def test_hypothesis_records_check_the_final_variants():
+    raw = {"study": "replicate", "base_from": {"sweep": "s", "top_k": 2}, "reference": "A",
+           "variants": [{"name": "A"}], "hypotheses": [{"variant": "best-2", "reference": "A"}]}
+    space = parse_space(raw, "f.yaml")
+    with pytest.raises(SpaceError, match="f.yaml: hypotheses\\[0\\].variant: 'best-2' is not a variant"):
+        space.hypothesis_records()  # the search found only one configuration

@@ -1,4 +1,4 @@
-"""The significance protocol against scipy/statsmodels, by hand, and by simulation."""
+"""One comparison against scipy/statsmodels, by hand, and by simulation (families: test_protocol.py)."""
 import math
 
 import numpy as np
@@ -9,7 +9,6 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from sweeper import stats
-from sweeper.stats import ComparisonSpec
 
 X = np.array([0.7841, 0.7852, 0.7839, 0.7860, 0.7848, 0.7855])
 Y = np.array([0.7835, 0.7849, 0.7831, 0.7851, 0.7846, 0.7847])
@@ -32,8 +31,27 @@ def test_paired_when_seeds_match_and_values_match_scipy():
     assert (result.ci_low, result.ci_high) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-12)
     assert result.delta == pytest.approx(X.mean() - Y.mean())
     assert result.std == pytest.approx(X.std(ddof=1)) and result.ref_std == pytest.approx(Y.std(ddof=1))
-    assert result.lift_pct == pytest.approx(100 * (X.mean() - Y.mean()) / Y.mean())
-    assert (result.n, result.ref_n) == (6, 6)
+    assert result.lift_pts == pytest.approx(100 * (X.mean() - Y.mean()))
+    assert result.lift_rel_pct == pytest.approx(100 * (X.mean() - Y.mean()) / Y.mean())
+    assert result.pair_corr == pytest.approx(np.corrcoef(X, Y)[0, 1])
+    assert result.sd_diff == pytest.approx(diff.std(ddof=1))
+    assert (result.n, result.variant_n, result.ref_n, result.dropped_seeds) == (6, 6, 6, "")
+
+
+def test_lift_is_in_points_as_the_paper_prints_it():
+    # Crocodile's published gAUC lift over MMoE on KuaiRand-1K: 0.66373 - 0.66057 = +0.32 pts (the paper: 0.32 %).
+    assert stats.lift_pts(0.66373, 0.66057) == pytest.approx(0.316)
+    assert stats.lift_rel_pct(0.66373, 0.66057) == pytest.approx(0.478, abs=1e-3)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_one_sided_matches_scipy(alternative):
+    result = stats.compare(series(X), series(Y), alternative=alternative)
+    assert result.p_value == pytest.approx(scipy.stats.ttest_rel(X, Y, alternative=alternative).pvalue, rel=1e-12)
+    assert result.alternative == alternative
+    welch = stats.compare(series(X[:5]), series(Y), seed_test="welch", alternative=alternative)
+    assert welch.p_value == pytest.approx(
+        scipy.stats.ttest_ind(X[:5], Y, equal_var=False, alternative=alternative).pvalue, rel=1e-10)
 
 
 def test_pairing_is_by_seed_not_by_position():
@@ -41,29 +59,56 @@ def test_pairing_is_by_seed_not_by_position():
     assert stats.compare(series(X), shuffled).p_value == pytest.approx(scipy.stats.ttest_rel(X, Y).pvalue)
 
 
-def test_welch_when_seed_sets_differ_and_values_match_scipy():
-    x = series(X[:5])  # seed 5 failed
-    result = stats.compare(x, series(Y))
+def test_pairs_on_the_common_seeds_and_names_the_dropped_ones():
+    x = series(X[:5])  # seed 5 failed for the variant
+    y = series(np.append(Y[1:], 0.7), seeds=[1, 2, 3, 4, 5, 9])  # the reference lacks seed 0, has seed 9
+    result = stats.compare(x, y)
+    common_x, common_y = X[1:5], Y[1:5]
+    assert result.test == stats.PAIRED and result.n == 4 and (result.variant_n, result.ref_n) == (5, 6)
+    assert result.p_value == pytest.approx(scipy.stats.ttest_rel(common_x, common_y).pvalue, rel=1e-12)
+    assert result.delta == pytest.approx(common_x.mean() - common_y.mean())
+    assert result.dropped_seeds == "0 (no reference result); 5, 9 (no variant result)"
+
+
+def test_welch_on_request_matches_scipy():
+    x = series(X[:5])
+    result = stats.compare(x, series(Y), seed_test="welch")
     reference = scipy.stats.ttest_ind(X[:5], Y, equal_var=False)
     assert result.test == stats.WELCH
     assert result.p_value == pytest.approx(reference.pvalue, rel=1e-12)
     assert (result.ci_low, result.ci_high) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-10)
-    assert (result.n, result.ref_n) == (5, 6)
+    assert (result.n, result.variant_n, result.ref_n) == (5, 5, 6)
+    with pytest.raises(ValueError, match="seed_test must be one of \\['paired', 'welch'\\], got 'sign'"):
+        stats.compare(x, series(Y), seed_test="sign")
 
 
-def test_n_below_two_is_not_tested():
-    result = stats.compare(series([0.78]), series(Y))
-    assert result.test == stats.NOT_TESTED
-    assert math.isnan(result.p_value) and math.isnan(result.ci_low) and math.isnan(result.mde)
-    assert result.mean == pytest.approx(0.78) and math.isnan(result.std)
-    empty = stats.compare(series([]), series(Y))
-    assert empty.n == 0 and math.isnan(empty.mean) and math.isnan(empty.delta)
-    assert not stats.is_significant(math.nan, 0.01, "auc")
+@pytest.mark.parametrize("x, y, reason", [
+    ([0.78], Y, "fewer than 2 common seeds (1)"),
+    ([], Y, "fewer than 2 common seeds (0)"),
+    ([1.0] * 6, [1.0] * 6, "metric constant (1 in every run of both arms; e.g. a gAUC resting on one user)"),
+    ([0.7] * 6, [0.6] * 6, "zero variance in both arms"),
+    (Y + 0.002, Y, "constant difference (+0.002 on every seed; t would be infinite)"),
+    (X, X, "constant difference (+0 on every seed; t would be infinite)"),
+])
+def test_degenerate_cells_are_labelled_not_computed(x, y, reason):
+    result = stats.compare(series(x), series(y))
+    assert result.test == f"not testable: {reason}"
+    assert not stats.is_testable(result.test)
+    for value in (result.p_value, result.ci_low, result.ci_high, result.p_permutation, result.sd_diff):
+        assert math.isnan(value)
+    assert math.isnan(stats.mde(result, 0.05))
+
+
+def test_welch_degenerate():
+    result = stats.compare(series([0.78]), series(Y), seed_test="welch")
+    assert result.test == "not testable: fewer than 2 seeds in an arm (1 and 6)"
+    assert stats.compare(series([0.5, 0.5]), series([0.5, 0.5, 0.5]), seed_test="welch").test.startswith(
+        "not testable: metric constant")
 
 
 def test_nan_scores_count_as_missing_seeds():
     result = stats.compare(series([0.78, np.nan, 0.79]), series([0.77, 0.775, 0.772]))
-    assert result.n == 2 and result.test == stats.WELCH
+    assert result.n == 2 and result.test == stats.PAIRED and result.dropped_seeds == "1 (no variant result)"
 
 
 def test_hand_checkable_small_input():
@@ -73,9 +118,16 @@ def test_hand_checkable_small_input():
     assert result.p_value == pytest.approx(2 * scipy.stats.t.sf(2 * math.sqrt(3), 2))
     half_width = scipy.stats.t.ppf(0.975, 2) / math.sqrt(3)
     assert (result.ci_low, result.ci_high) == pytest.approx((2 - half_width, 2 + half_width))
-    # all 8 sign flips of (1, 2, 3): only +++ and --- reach |mean| >= 2
-    assert result.p_permutation == 2 / 8
-    assert result.lift_pct == pytest.approx(100.0)
+    # all 8 sign flips of (1, 2, 3): only +++ and --- reach |mean| >= 2, the floor of 3 seeds
+    assert result.p_permutation == 2 / 8 == result.p_permutation_floor
+    assert result.lift_pts == pytest.approx(200.0) and result.lift_rel_pct == pytest.approx(100.0)
+    assert result.pair_corr == pytest.approx(1.0)
+
+
+def test_permutation_floor():
+    assert stats.permutation_floor(6) == pytest.approx(2 / 64)  # > 0.025: never a Holm star of 2 at 6 seeds
+    assert stats.permutation_floor(6, 6) == pytest.approx(2 / 924)
+    assert stats.permutation_floor(30) == pytest.approx(1 / (stats.MONTE_CARLO_ARRANGEMENTS + 1))
 
 
 def test_permutation_exact_independent_hand_checkable():
@@ -97,7 +149,7 @@ def test_permutation_matches_scipy_exact(paired):
     assert stats.permutation_p_independent(X, Y) == 224 / 924
 
 
-def test_hedges_g_and_mde():
+def test_hedges_g():
     x, y = X, Y
     pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
     df = 10
@@ -105,11 +157,37 @@ def test_hedges_g_and_mde():
     assert stats.hedges_g(x, y) == pytest.approx((x.mean() - y.mean()) / pooled * correction)
     assert correction == pytest.approx(1 - 3 / (4 * df - 1), abs=2e-3)  # the usual approximation
 
-    d_paired = TTestPower().solve_power(effect_size=None, nobs=6, alpha=0.05, power=0.8)
-    assert stats.compare(series(x), series(y)).mde == pytest.approx(d_paired * (x - y).std(ddof=1))
-    d_ind = TTestIndPower().solve_power(effect_size=None, nobs1=5, ratio=6 / 5, alpha=0.05, power=0.8)
-    pooled5 = math.sqrt((4 * x[:5].var(ddof=1) + 5 * y.var(ddof=1)) / 9)
-    assert stats.compare(series(x[:5]), series(y)).mde == pytest.approx(d_ind * pooled5)
+
+@pytest.mark.parametrize("alpha, alternative, sm_alternative", [
+    (0.05, "two-sided", "two-sided"), (0.025, "two-sided", "two-sided"), (0.0125, "greater", "larger")])
+def test_mde_at_the_alpha_used(alpha, alternative, sm_alternative):
+    paired = stats.compare(series(X), series(Y), alternative=alternative)
+    d = TTestPower().solve_power(effect_size=None, nobs=6, alpha=alpha, power=0.8, alternative=sm_alternative)
+    assert stats.mde(paired, alpha) == pytest.approx(d * (X - Y).std(ddof=1))
+    welch = stats.compare(series(X[:5]), series(Y), seed_test="welch", alternative=alternative)
+    d_ind = TTestIndPower().solve_power(effect_size=None, nobs1=5, ratio=6 / 5, alpha=alpha, power=0.8,
+                                        alternative=sm_alternative)
+    pooled5 = math.sqrt((4 * X[:5].var(ddof=1) + 5 * Y.var(ddof=1)) / 9)
+    assert stats.mde(welch, alpha) == pytest.approx(d_ind * pooled5)
+    assert stats.mde(paired, alpha / 2) > stats.mde(paired, alpha)  # a stricter level needs a larger effect
+
+
+@pytest.mark.parametrize("lift, sd, alpha, alternative", [
+    (0.001, 0.001, 0.025, "two-sided"), (0.0005, 0.001, 0.05, "greater"), (0.003, 0.001, 0.05, "two-sided")])
+def test_seeds_needed_is_the_smallest_n_with_the_power(lift, sd, alpha, alternative):
+    n = stats.seeds_needed(lift, sd, alpha, alternative)
+    sm = "two-sided" if alternative == "two-sided" else "larger"
+    power = lambda k: TTestPower().power(effect_size=lift / sd, nobs=k, alpha=alpha, alternative=sm)  # noqa: E731
+    assert power(n) >= 0.8 and (n == 2 or power(n - 1) < 0.8)
+    assert stats.power_paired(n, lift, sd, alpha, alternative) == pytest.approx(power(n))
+    welch = stats.seeds_needed(lift, sd, alpha, alternative, test=stats.WELCH)  # arms' SD = sd / sqrt 2
+    ind = lambda k: TTestIndPower().power(effect_size=lift / (sd / math.sqrt(2)), nobs1=k, alpha=alpha,  # noqa: E731
+                                          alternative=sm)
+    assert ind(welch) >= 0.8 and (welch == 2 or ind(welch - 1) < 0.8)
+    # Huge effects, where statsmodels' power returns NaN (d = 11): 3 seeds suffice.
+    assert stats.seeds_needed(0.001, 9e-5, 0.025) == 3 and stats.power_paired(3, 0.001, 9e-5, 0.025) > 0.99
+    assert stats.seeds_needed(1e-9, 1.0, 0.05) == math.inf
+    assert math.isnan(stats.seeds_needed(0.001, math.nan, 0.05)) and math.isnan(stats.seeds_needed(0.0, 1.0, 0.05))
 
 
 def test_holm_matches_statsmodels_and_keeps_nan():
@@ -118,17 +196,25 @@ def test_holm_matches_statsmodels_and_keeps_nan():
     adjusted = stats.holm(p)
     assert math.isnan(adjusted[2])
     np.testing.assert_allclose(adjusted[[0, 1, 3, 4]], expected, rtol=1e-12)
+    assert stats.holm([]).shape == (0,) and math.isnan(stats.holm([np.nan])[0])
 
 
-def test_significance_needs_the_claimed_direction():
-    assert stats.is_significant(0.01, 0.002, "auc")
-    assert not stats.is_significant(0.01, -0.002, "gauc")  # significantly worse is no star
-    assert stats.is_significant(0.01, -0.002, "logloss")
-    assert not stats.is_significant(0.06, 0.002, "auc")
+def test_holm_many_row_by_row_equals_statsmodels():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 0.2, (200, 7))
+    p[rng.uniform(size=p.shape) < 0.2] = np.nan
+    p[5] = 0.01  # ties
+    adjusted = stats.holm_many(p)
+    for row, out in zip(p, adjusted):
+        tested = np.isfinite(row)
+        assert np.isnan(out[~tested]).all()
+        if tested.any():
+            np.testing.assert_allclose(out[tested], multipletests(row[tested], method="holm")[1], rtol=1e-12)
+    assert stats.holm_first_alpha(2) == 0.025 and stats.holm_first_alpha(0) == 0.05
 
 
 def _simulate(rng, delta, paired, reps):
-    """Fraction of reps where the protocol's test rejects at 0.05 and, separately, in the claimed direction."""
+    """Fraction of reps where the comparison's test rejects at 0.05 and, separately, in the claimed direction."""
     seeds = list(range(6))
     rejected = improved = permutation_rejected = 0
     for _ in range(reps):
@@ -140,9 +226,9 @@ def _simulate(rng, delta, paired, reps):
         else:
             y = rng.normal(0.78, 1e-3, 6)
             x = rng.normal(0.78 + delta * 1e-3, 1e-3, 6)
-            result = stats.compare(series(x, seeds), series(y, range(10, 16)))
+            result = stats.compare(series(x, seeds), series(y, range(10, 16)), seed_test="welch")
         rejected += result.p_value < 0.05
-        improved += stats.is_significant(result.p_value, result.delta, "auc")
+        improved += result.p_value < 0.05 and result.delta > 0
         permutation_rejected += result.p_permutation < 0.05
     return rejected / reps, improved / reps, permutation_rejected / reps
 
@@ -155,8 +241,6 @@ def test_aa_simulation_rejects_about_five_percent(paired):
     assert rate <= 0.05 + margin
     assert directed <= 0.025 + margin
     assert permutation_rate <= 0.05 + margin
-    assert (stats.PAIRED if paired else stats.WELCH) == stats.compare(
-        series(X), series(Y) if paired else series(Y, range(10, 16))).test
 
 
 @pytest.mark.parametrize("paired, floor", [(True, 0.9), (False, 0.75)])
@@ -164,6 +248,12 @@ def test_planted_two_sd_difference_is_detected(paired, floor):
     # Power at n = 6, d = 2: paired 0.97, two-sample 0.88 (Welch a little less); floors leave ~4 SE.
     _, directed, _ = _simulate(np.random.default_rng(54321), 2.0, paired, 500)
     assert directed > floor
+
+
+def test_disjoint_seed_sets_are_not_testable_when_paired():
+    result = stats.compare(series(X), series(Y, range(10, 16)))
+    assert result.test == "not testable: fewer than 2 common seeds (0)"
+    assert result.dropped_seeds == "0, 1, 2, 3, 4, 5 (no reference result); 10, 11, 12, 13, 14, 15 (no variant result)"
 
 
 def test_latest_ok_run_wins_and_failed_only_seeds_are_missing():
@@ -181,25 +271,6 @@ def test_latest_ok_run_wins_and_failed_only_seeds_are_missing():
     assert a.to_dict() == {0: 0.7, 2: 0.8}  # seed 1 failed only; seed 2's later ok row wins
     with pytest.raises(ValueError, match="finished_at"):
         stats.latest_ok_runs(results.drop(columns="finished_at"))
-
-
-def test_stats_frame_holm_over_whole_table():
-    rng = np.random.default_rng(0)
-    rows = []
-    for variant, shift in (("base", 0.0), ("better", 0.004), ("same", 0.0)):
-        for seed in range(6):
-            noise = rng.normal(0, 5e-4, 2)
-            rows.append(dict(variant=variant, seed=seed, test_auc_overall=0.78 + shift + noise[0],
-                             test_gauc_overall=0.66 + shift + noise[1]))
-    runs = pd.DataFrame(rows)
-    frame = stats.stats_frame(runs, [ComparisonSpec("better", "base"), ComparisonSpec("same", "base")],
-                              ["auc", "gauc"], ["overall"], table="table5", expected_n=6)
-    assert list(frame.columns) == list(stats.STATS_COLUMNS)
-    assert len(frame) == 4
-    np.testing.assert_allclose(frame["p_adjusted"], multipletests(frame["p_value"], method="holm")[1])
-    assert frame.set_index(["variant", "metric"])["significant"].to_dict() == {
-        ("better", "auc"): True, ("better", "gauc"): True, ("same", "auc"): False, ("same", "gauc"): False}
-    assert set(frame["test"]) == {stats.PAIRED}
 
 
 def test_compare_rejects_duplicate_seeds():

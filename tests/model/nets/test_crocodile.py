@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from model.config import RunConfig
-from model.crocodile import EMBEDDINGS, GATINGS, ModelConfig, build_model
+from model.architectures import ModelConfig, build_model
+from model.nets.crocodile import EMBEDDINGS, GATINGS
 from model.losses import AUX_LOSSES, aux_loss, task_loss
 
 VOCAB = (7, 11, 3, 5)  # user_id, item_id, domain_id, one attribute
@@ -20,9 +21,12 @@ def batch(num_rows=32, num_domains=3, seed=0):
     return features, domains, labels
 
 
-@pytest.mark.parametrize("embedding,gating,loss", itertools.product(EMBEDDINGS, sorted(GATINGS), sorted(AUX_LOSSES)))
-def test_every_variant_builds_and_takes_a_training_step(embedding, gating, loss):
-    config = ModelConfig(embedding=embedding, gating=gating, aux_loss=loss, num_embeddings=3, alpha=0.1, **SMALL)
+@pytest.mark.parametrize("embedding,gating,loss,norm", [
+    (*combo, norm) for combo in itertools.product(EMBEDDINGS, sorted(GATINGS), sorted(AUX_LOSSES))
+    for norm in (("none", "batch", "layer") if combo[2] == "cov" else ("batch",))])
+def test_every_variant_builds_and_takes_a_training_step(embedding, gating, loss, norm):
+    config = ModelConfig(embedding=embedding, gating=gating, aux_loss=loss, num_embeddings=3, alpha=0.1, norm=norm,
+                         dropout=0.1, **SMALL)
     model = build_model(config, vocab_sizes=VOCAB, num_domains=3, prior_fields=PRIOR)
     features, domains, labels = batch()
     out = model(features, domains)
@@ -47,14 +51,14 @@ def test_num_embeddings_from_1_to_10(num_embeddings):
     out = model(features, domains)
     assert out.expert_outputs.shape == (num_embeddings, 32, 6)
     # ME: one table holding M sets of d columns.
-    assert model.embedding.table.weight.shape == (sum(VOCAB), num_embeddings * 4)
+    assert model.embedding.weight.shape == (sum(VOCAB), num_embeddings * 4)
 
 
 def test_se_shares_one_table_and_pg_has_a_separate_prior_table():
     se = build_model(ModelConfig(embedding="SE", gating="pg", num_embeddings=4, **SMALL), vocab_sizes=VOCAB,
                      num_domains=3, prior_fields=PRIOR)
-    assert se.embedding.table.weight.shape == (sum(VOCAB), 4)
-    assert se.prior_embedding.table.weight.shape == (7 + 11 + 3, 4)
+    assert se.embedding.weight.shape == (sum(VOCAB), 4)
+    assert se.prior_embedding.weight.shape == (7 + 11 + 3, 4)
     standard = build_model(ModelConfig(embedding="SE", gating="standard", **SMALL), vocab_sizes=VOCAB,
                            num_domains=3, prior_fields=())
     assert standard.prior_embedding is None
@@ -65,8 +69,10 @@ def test_each_row_uses_only_its_own_domain_tower():
     model = build_model(config, vocab_sizes=VOCAB, num_domains=3, prior_fields=PRIOR)
     features, domains, _ = batch(num_rows=16)
     logits = model(features, domains).logits
+    model.eval()  # batch statistics would couple the rows; running statistics do not
+    logits = model(features, domains).logits
     with torch.no_grad():
-        model.towers[2][-1].bias += 5.0  # changes domain 2's predictions only
+        model.towers.out.bias[2] += 5.0  # changes domain 2's predictions only
     shifted = model(features, domains).logits
     changed = ~torch.isclose(logits, shifted)
     assert torch.equal(changed, domains == 2)
@@ -77,10 +83,29 @@ def test_each_row_uses_only_its_own_domain_tower():
 def test_elementwise_gates_have_one_softmax_per_dimension():
     config = ModelConfig(gating="eg", num_embeddings=3, **SMALL)
     model = build_model(config, vocab_sizes=VOCAB, num_domains=3, prior_fields=PRIOR)
-    assert model.gates[0].out_features == 3 * 6
+    assert model.gates.out.weight.shape[-1] == 3 * 6
     plain = build_model(ModelConfig(gating="pg", num_embeddings=3, **SMALL), vocab_sizes=VOCAB, num_domains=3,
                         prior_fields=PRIOR)
-    assert plain.gates[0].out_features == 3
+    assert plain.gates.out.weight.shape[-1] == 3
+
+
+def test_me_standard_gate_of_domain_s_reads_embedding_set_s():
+    config = ModelConfig(embedding="ME", gating="standard", num_embeddings=3, norm="none", **SMALL)
+    model = build_model(config, vocab_sizes=VOCAB, num_domains=3, prior_fields=())
+    model.eval()
+    features, domains, _ = batch(num_rows=64)
+    base = model(features, domains).gates
+    with torch.no_grad():  # perturb embedding set 1: only the gates of domain-1 rows read it
+        model.embedding.weight[:, 4:8] += 1.0
+    gates = model(features, domains).gates
+    changed = ~torch.isclose(base, gates).all(dim=1)
+    assert torch.equal(changed, domains == 1)
+
+
+def test_me_standard_gating_needs_a_set_per_domain():
+    config = ModelConfig(embedding="ME", gating="standard", num_embeddings=2, **SMALL)
+    with pytest.raises(ValueError, match="num_embeddings must be >= the 3 domains.*gating=pg or gating=peg"):
+        build_model(config, vocab_sizes=VOCAB, num_domains=3, prior_fields=())
 
 
 @pytest.mark.parametrize("override,message", [
@@ -94,6 +119,10 @@ def test_elementwise_gates_have_one_softmax_per_dimension():
     ({"alpha": float("inf")}, "alpha must be a finite number >= 0"),
     ({"expert_hidden": ()}, "expert_hidden"),
     ({"aux_rows": -1}, "aux_rows"),
+    ({"norm": "group"}, "unknown norm 'group'; valid: \\['none', 'batch', 'layer'\\]"),
+    ({"dropout": 1.0}, "dropout must be in \\[0, 1\\)"),
+    ({"architecture": "dcn"}, "unknown architecture 'dcn'; valid: \\["),
+    ({"embedding_init_std": 0.0}, "embedding_init_std must be > 0"),
 ])
 def test_bad_model_config(override, message):
     with pytest.raises(ValueError, match=message):
