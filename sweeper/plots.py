@@ -170,15 +170,16 @@ def plot_deltas(deltas: pd.DataFrame, metrics: Sequence[str], domains: Sequence[
         ax.axhline(0, color="black", linewidth=0.8)
         untested = {d for d, tests in deltas[deltas["metric"] == metric].groupby("domain")["test"]
                     if tests.astype(str).str.startswith("not testable").all()}
-        ax.set_xticks(positions, [domain_label(d) + ("\n(clipped)" if d in clipped_domains else "")
-                                  + ("\n(not testable)" if d in untested else "") for d in domains])
+        ax.set_xticks(positions, [domain_label(d) + ("\nclipped" if d in clipped_domains else "")
+                                  + ("\nno test" if d in untested else "") for d in domains], fontsize="small")
         ax.set_xlabel("domain")
         ax.set_ylabel(f"test {metric_label(metric)} minus reference (pts)")
         ax.set_title(metric_label(metric))
         ax.grid(True, axis="y", alpha=0.3)
     _legend_below(figure, axes)
-    figure.suptitle(f"{title}: mean difference in points (100 x), 95 % CI, * = verdict better (Holm within its family); "
-                    f"\u25b2\u25bc = CI beyond the axis (y-scale set by overall and large domains)", fontsize="medium")
+    figure.suptitle(f"{title}: mean difference vs reference in points (100 x), 95 % CI\n"
+                    f"* verdict better (Holm within its family); \u25b2\u25bc CI beyond the axis, whose scale the "
+                    f"overall and large domains set; no test: degenerate cell", fontsize="medium")
     figure.savefig(path, dpi=DPI)
     return path
 
