@@ -7,20 +7,19 @@ SWEEP_DIR/results/*.parquet (one row per finished run), and writes SWEEP_DIR/rep
   summary.csv, stats.csv   per-cell means, and every declared comparison (see sweeper.stats);
   *.png + *.csv            sensitivity curves / ablation bars and the numbers behind them;
   published.csv            ours next to the paper's numbers (when the sweep declares counterparts);
-  best_configs.csv, importances.csv   for search studies;
+  best_configs.csv, importances.csv, optuna_*.png   for search studies (Optuna's own plots too);
   missing_seeds.csv        declared (variant, seed) pairs without an ok result, with the last error;
   verdicts.csv, verdicts.txt   one verdict per primary hypothesis (see sweeper.verdicts);
-  report.html, report.md   the verdicts first, then everything above (images inline in the HTML).
+  report.html, report.md   the verdicts first, then everything above (images inline in the HTML;
+                           layout in sweeper.report_html and templates/report.html.j2).
 The sweep service calls write_report(sweep_dir) when a sweep ends.
 """
 from __future__ import annotations
 
 import argparse
-import html
 import importlib.resources
 import json
 import sys
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -392,13 +391,6 @@ def print_verdicts(sweep_dir: Path | str) -> None:
         print("verdicts:")
         for line in path.read_text().splitlines():
             print(f"  {line}")
-
-
-def verdicts_html(analysis: Analysis) -> str:
-    """The report's first section: one sentence per primary hypothesis, then training quality."""
-    items = "".join(f"<li class='verdict {html.escape(_verdict_class(line))}'>{html.escape(line)}</li>"
-                    for line in analysis.headline)
-    return f"<h2>Verdicts</h2><ul class='verdicts'>{items}</ul>"
 
 
 def _verdict_class(line: str) -> str:
