@@ -206,19 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke-test", action="store_true", help="tiny data, one epoch, small model")
     args = parser.parse_args(argv)
 
-    overrides = load_config_file(args.config) if args.config else {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"override {item!r} must look like key=value")
-        overrides[key] = value
-    data_spec = "synthetic:tiny" if args.smoke_test else args.data
-    config = RunConfig().with_overrides({**(SMOKE_OVERRIDES if args.smoke_test else {}), **overrides})
-    check_spec(data_spec)
-    device = pick_device(args.device)
-
-    data = load_data(data_spec)
-    check_run(config, data)
+    # Bad input is one line and exit 2, before any data is loaded where the input allows it.
+    try:
+        overrides = load_config_file(args.config) if args.config else {}
+        for item in args.overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} must look like key=value")
+            overrides[key] = value
+        data_spec = "synthetic:tiny" if args.smoke_test else args.data
+        config = RunConfig().with_overrides({**(SMOKE_OVERRIDES if args.smoke_test else {}), **overrides})
+        check_spec(data_spec)
+        device = pick_device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: no CUDA device is available here (try --device cpu)")
+        data = load_data(data_spec)
+        check_run(config, data)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"data {data.name}: {data.num_rows:,} rows, {data.num_fields} fields, domains {', '.join(data.domain_names)}")
     print(f"model {config.model}\ndevice {device}")
     result = train(config, data, device=device, on_epoch=lambda e, r: print(

@@ -32,9 +32,22 @@ def curve_frame(summary: pd.DataFrame, variants: Sequence[VariantSpec]) -> pd.Da
 
 
 def _axes_per_metric(metrics: Sequence[str]):
-    figure = Figure(figsize=(5.0 * len(metrics), 3.8), layout="constrained")
+    figure = Figure(figsize=(5.0 * len(metrics), 4.2), layout="constrained")
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
     return figure, axes
+
+
+def _legend_below(figure: Figure, axes) -> None:
+    """One legend for all panels, outside the data (below the axes), entries deduplicated."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        figure.legend([handles[label] for label in labels], labels, loc="outside lower center",
+                      ncol=min(len(labels), 3), fontsize="small", frameon=False)
 
 
 def plot_alpha(curve: pd.DataFrame, metrics: Sequence[str], path: Path, title: str,
@@ -56,11 +69,10 @@ def plot_alpha(curve: pd.DataFrame, metrics: Sequence[str], path: Path, title: s
                 if math.isfinite(row["ci_low"]):
                     ax.axhspan(row["ci_low"], row["ci_high"], color=color, alpha=0.1)
         ax.set_xscale("log")
-        ax.set_xlabel("alpha (weight of the auxiliary loss)")
+        ax.set_xlabel("alpha (weight of the auxiliary loss, log scale)")
         ax.set_ylabel(f"test {metric_label(metric)} ({domain_label(domain)})")
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+    _legend_below(figure, axes)
     figure.suptitle(f"{title}: mean over seeds, 95 % CI")
     figure.savefig(path, dpi=DPI)
     return path
@@ -79,8 +91,7 @@ def plot_num_embeddings(curve: pd.DataFrame, metrics: Sequence[str], path: Path,
         ax.set_ylabel(f"test {metric_label(metric)} ({domain_label(domain)})")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+    _legend_below(figure, axes)
     figure.suptitle(f"{title}: mean over seeds, 95 % CI")
     figure.savefig(path, dpi=DPI)
     return path
@@ -92,39 +103,83 @@ def delta_frame(stats: pd.DataFrame) -> pd.DataFrame:
                   "test", "p_adjusted", "significant"]].reset_index(drop=True)
 
 
+# A domain whose CI is this many times wider than the overall's does not set the y-scale: tail
+# domains rest on a handful of users, and their whiskers would flatten every other bar.
+TAIL_CI_RATIO = 4.0
+
+
+def scale_domains(deltas: pd.DataFrame, metric: str, domains: Sequence[str]) -> list[str]:
+    """The domains that set a metric's y-scale: overall, and those with a CI at most TAIL_CI_RATIO
+    times the overall's (the large domains). Without an overall CI every domain counts."""
+    cells = deltas[deltas["metric"] == metric]
+    width = (cells["ci_high"] - cells["ci_low"]).groupby(cells["domain"]).median()
+    overall = width.get("overall", math.nan)
+    if not math.isfinite(overall) or overall <= 0:
+        return list(domains)
+    return [d for d in domains if d == "overall" or not math.isfinite(width.get(d, math.nan))
+            or width[d] <= TAIL_CI_RATIO * overall]
+
+
 def plot_deltas(deltas: pd.DataFrame, metrics: Sequence[str], domains: Sequence[str], path: Path,
                 title: str) -> Path:
     """Per-domain bars of delta vs the reference with 95 % CI whiskers; `*` over significant bars.
 
     Differences, not raw means: ablation gaps are ~1e-3 while domains differ by ~1e-1, so bars of
-    means would all look equal.
+    means would all look equal. Each metric's y-scale is set by the overall and the large domains
+    (scale_domains); a tail domain's whisker beyond it is clipped at the edge and marked with a
+    triangle, and its domain label says "(clipped)".
     """
     figure, axes = _axes_per_metric(metrics)
+    # Points (100 x the difference), as the paper and the table print lifts: ticks of 0.15, not 0.0015.
+    deltas = deltas.assign(**{c: 100 * deltas[c] for c in ("delta", "ci_low", "ci_high")})
     variants = list(dict.fromkeys(deltas["variant"]))
     width = 0.8 / max(len(variants), 1)
     positions = np.arange(len(domains))
     for ax, metric in zip(axes, metrics):
+        scaled = scale_domains(deltas, metric, domains)
+        inside = deltas[(deltas["metric"] == metric) & deltas["domain"].isin(scaled)]
+        bounds = pd.concat([inside["ci_low"], inside["ci_high"], inside["delta"], pd.Series([0.0])]).dropna()
+        low_lim, high_lim = float(bounds.min()), float(bounds.max())
+        pad = 0.15 * (high_lim - low_lim or abs(high_lim) or 0.1)
+        low_lim, high_lim = low_lim - pad, high_lim + pad
+        clipped_domains = set()
         for index, variant in enumerate(variants):
             cells = deltas[(deltas["variant"] == variant) & (deltas["metric"] == metric)].set_index("domain")
             cells = cells.reindex(list(domains))
             offset = positions - 0.4 + width * (index + 0.5)
-            low = (cells["delta"] - cells["ci_low"]).clip(lower=0).fillna(0)
-            high = (cells["ci_high"] - cells["delta"]).clip(lower=0).fillna(0)
+            value = cells["delta"].fillna(0).clip(low_lim, high_lim)
+            top = cells["ci_high"].fillna(cells["delta"]).clip(upper=high_lim)
+            bottom = cells["ci_low"].fillna(cells["delta"]).clip(lower=low_lim)
+            low = (value - bottom).clip(lower=0).fillna(0)
+            high = (top - value).clip(lower=0).fillna(0)
             reference = deltas.loc[deltas["variant"] == variant, "reference"].iloc[0]
-            ax.bar(offset, cells["delta"].fillna(0), width, yerr=[low, high], capsize=2, color=f"C{index}",
+            ax.bar(offset, value, width, yerr=[low, high], capsize=2, color=f"C{index}",
                    label=f"{variant} vs {reference}")
+            for x, domain, ci_low, ci_high in zip(offset, domains, cells["ci_low"], cells["ci_high"]):
+                if math.isfinite(ci_high) and ci_high > high_lim:
+                    ax.plot(x, high_lim, marker="^", color="black", markersize=4, clip_on=False)
+                    clipped_domains.add(domain)
+                if math.isfinite(ci_low) and ci_low < low_lim:
+                    ax.plot(x, low_lim, marker="v", color="black", markersize=4, clip_on=False)
+                    clipped_domains.add(domain)
             # eq(True): a domain absent from the stats is NaN after reindex, and bool(NaN) is True.
-            for x, significant, top in zip(offset, cells["significant"].eq(True), cells["ci_high"]):
+            for x, significant, peak in zip(offset, cells["significant"].eq(True), top):
                 if significant:
-                    ax.annotate("*", (x, top), ha="center", va="bottom")
+                    ax.annotate("*", (x, peak), ha="center", va="bottom")
+        ax.set_ylim(low_lim, high_lim)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.margins(y=0.12)  # room for the stars above the whiskers
-        ax.set_xticks(positions, [domain_label(d) for d in domains])
-        ax.set_ylabel(f"delta test {metric_label(metric)} vs reference")
+        untested = {d for d, tests in deltas[deltas["metric"] == metric].groupby("domain")["test"]
+                    if tests.astype(str).str.startswith("not testable").all()}
+        ax.set_xticks(positions, [domain_label(d) + ("\nclipped" if d in clipped_domains else "")
+                                  + ("\nno test" if d in untested else "") for d in domains], fontsize="small")
+        ax.set_xlabel("domain")
+        ax.set_ylabel(f"test {metric_label(metric)} minus reference (pts)")
+        ax.set_title(metric_label(metric))
         ax.grid(True, axis="y", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="x-small")
-    figure.suptitle(f"{title}: mean difference, 95 % CI, * = verdict better (Holm within its family)")
+    _legend_below(figure, axes)
+    figure.suptitle(f"{title}: mean difference vs reference in points (100 x), 95 % CI\n"
+                    f"* verdict better (Holm within its family); \u25b2\u25bc CI beyond the axis, whose scale the "
+                    f"overall and large domains set; no test: degenerate cell", fontsize="medium")
     figure.savefig(path, dpi=DPI)
     return path
 

@@ -7,22 +7,19 @@ SWEEP_DIR/results/*.parquet (one row per finished run), and writes SWEEP_DIR/rep
   summary.csv, stats.csv   per-cell means, and every declared comparison (see sweeper.stats);
   *.png + *.csv            sensitivity curves / ablation bars and the numbers behind them;
   published.csv            ours next to the paper's numbers (when the sweep declares counterparts);
-  best_configs.csv, importances.csv   for search studies;
+  best_configs.csv, importances.csv, optuna_*.png   for search studies (Optuna's own plots too);
   missing_seeds.csv        declared (variant, seed) pairs without an ok result, with the last error;
   verdicts.csv, verdicts.txt   one verdict per primary hypothesis (see sweeper.verdicts);
-  report.html, report.md   the verdicts first, then everything above (images inline in the HTML).
+  report.html, report.md   the verdicts first, then everything above (images inline in the HTML;
+                           layout in sweeper.report_html and templates/report.html.j2).
 The sweep service calls write_report(sweep_dir) when a sweep ends.
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import importlib.resources
 import json
-import os
 import sys
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -30,13 +27,13 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from sweeper import hypotheses as hyp
-from sweeper import plots, protocol, tables, verdicts
+from sweeper import optuna_report, plots, protocol, report_html, tables, verdicts, wandb_log
+from sweeper.optuna_report import Importances, optuna_importances
 from sweeper.stats import SEED_TESTS, ComparisonSpec, latest_ok_runs, summary_frame
 from sweeper.tables import Table, VariantSpec
 
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 STUDIES = ("replicate", "search")
-WANDB_MODES = ("disabled", "offline", "online")
 # Columns of the results store that describe a configuration (seed is the replicate, not a factor).
 FACTOR_COLUMNS = ("embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
                   "aux_loss", "alpha", "aux_rows", "lr", "batch_size", "epochs", "patience", "embedding_l2")
@@ -83,6 +80,7 @@ class SweepSpec:
     direction: str = "maximize"
     objective: str = "val_auc_overall"
     search_params: tuple[str, ...] = ()  # the parameters a search varies (shown with its best configurations)
+    seeds_per_trial: int = 1  # a search's seeds per trial (for the importances' caveat)
     hypotheses: tuple[hyp.Hypothesis, ...] = ()  # the primary family's claims, references resolved
     seed_test: str = "paired"
 
@@ -141,6 +139,7 @@ def spec_from_dict(raw: Mapping) -> SweepSpec:
         optuna_storage=raw.get("optuna_storage"), optuna_study=raw.get("optuna_study"),
         direction=raw.get("direction", "maximize"), objective=raw.get("objective", "val_auc_overall"),
         search_params=tuple(raw.get("search_params") or ()), hypotheses=declared,
+        seeds_per_trial=int(raw.get("seeds_per_trial") or 1),
         seed_test=raw.get("seed_test", "paired"))
 
 
@@ -283,54 +282,10 @@ def missing_seeds(results: pd.DataFrame, variants: Sequence[str], seeds: Sequenc
 
 
 @dataclass(frozen=True)
-class Importances:
-    frame: pd.DataFrame | None  # parameter, importance; None when they could not be computed
-    note: str
-
-
-def optuna_importances(storage_path: Path | None, study_name: str | None) -> Importances:
-    """Parameter importances from the sweep's Optuna journal; failures become a note, never an error."""
-    if storage_path is None:
-        return Importances(None, "No Optuna storage declared in sweep.json (optuna_storage is null).")
-    if not storage_path.is_file():
-        # Checked first: JournalFileBackend would create an empty journal at a wrong path.
-        return Importances(None, f"Optuna journal {storage_path} does not exist; no importances.")
-    try:
-        import optuna
-
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage_path)))
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(completed) < 2:
-            return Importances(None, f"Only {len(completed)} completed Optuna trial(s); importances need at least 2.")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                values = optuna.importance.get_param_importances(study, evaluator=evaluator)
-                method = "fANOVA (seed 0)"
-            except ImportError:  # fANOVA needs scikit-learn, which the project does not depend on
-                values = optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-                method = "PED-ANOVA (scikit-learn not installed, so not fANOVA)"
-        if not values:
-            return Importances(None, "Optuna returned no importances (no parameter varied across trials).")
-        frame = pd.DataFrame({"parameter": list(values), "importance": list(values.values())})
-        warned = " ".join(str(w.message) for w in caught)
-        return Importances(frame, f"Importances by {method} over {len(completed)} completed trials of study "
-                                  f"{study.study_name!r}." + (f" Optuna warned: {warned}" if warned else ""))
-    except Exception as error:  # a report must not die on a damaged or incompatible journal
-        return Importances(None, f"Importances unavailable: {type(error).__name__}: {error}")
-
-
-# ---------------------------------------------------------------- writing
-
-
-@dataclass(frozen=True)
 class Plot:
     title: str
     png: Path
-    csv: Path
+    csv: Path | None  # the numbers behind it (Optuna's own plots have none of ours)
 
 
 def write_tables(table: Table, out_dir: Path, stem: str) -> None:
@@ -372,11 +327,10 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
 
     Finds everything from sweep_dir: sweep.json, results/*.parquet, and the Optuna journal at
     sweep.json's optuna_storage (a relative path is taken relative to sweep_dir).
-    wandb_mode: "online"/"offline" log a summary W&B run; None, "disabled" or "off" do not.
+    wandb_mode: a --wandb choice (sweeper.wandb_log.CHOICES); "online"/"offline" (or "auto") log a
+    report run into the sweep's W&B group; None or "off" do not.
     """
-    wandb_mode = "disabled" if wandb_mode in (None, "off") else wandb_mode
-    if wandb_mode not in WANDB_MODES:
-        raise ValueError(f"wandb_mode={wandb_mode!r}; expected one of {WANDB_MODES}, 'off' or None")
+    wandb_mode = wandb_log.resolve_mode(wandb_mode or "off")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     sweep_dir = Path(sweep_dir)
@@ -397,17 +351,19 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
     if analysis.best is not None:
         analysis.best.to_csv(out_dir / "best_configs.csv", index=False)
 
-    importances = Importances(None, "")
+    importances, optuna_made, optuna_note = Importances(None, ""), [], ""
     if spec.study == "search" or spec.optuna_storage:
         storage = Path(spec.optuna_storage) if spec.optuna_storage else None
         if storage is not None and not storage.is_absolute():
             storage = sweep_dir / storage
-        importances = optuna_importances(storage, spec.optuna_study)
-    made = write_plots(analysis, importances, out_dir)
+        importances = optuna_importances(storage, spec.optuna_study, spec.seeds_per_trial)
+        drawn, optuna_note = optuna_report.optuna_plots(storage, spec.optuna_study, out_dir)
+        optuna_made = [Plot(f"Optuna: {plot.title}", plot.png, None) for plot in drawn]
+    made = write_plots(analysis, importances, out_dir) + optuna_made
 
-    wandb_note = "W&B logging off." if wandb_mode == "disabled" else log_to_wandb(
+    wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
-    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note))
+    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note, optuna_note))
     write_verdicts(analysis, out_dir)
     return out_dir
 
@@ -437,13 +393,6 @@ def print_verdicts(sweep_dir: Path | str) -> None:
             print(f"  {line}")
 
 
-def verdicts_html(analysis: Analysis) -> str:
-    """The report's first section: one sentence per primary hypothesis, then training quality."""
-    items = "".join(f"<li class='verdict {html.escape(_verdict_class(line))}'>{html.escape(line)}</li>"
-                    for line in analysis.headline)
-    return f"<h2>Verdicts</h2><ul class='verdicts'>{items}</ul>"
-
-
 def _verdict_class(line: str) -> str:
     for verdict in (verdicts.NOT_TESTABLE, verdicts.NOT_SHOWN, verdicts.BETTER, verdicts.WORSE):
         if f": {verdict}" in line:
@@ -470,94 +419,107 @@ def render_markdown(analysis: Analysis) -> str:
 
 def log_to_wandb(mode: str, analysis: Analysis, importances: Importances, made: Sequence[Plot],
                  sweep_dir: Path) -> str:
-    """One summary run: every table as wandb.Table, every plot as wandb.Image. Never raises.
-
-    Credentials come from the user's own W&B login/environment; nothing is written here.
+    """The report run: in the sweep's group, job_type "report", numeric W&B Tables and every plot
+    as an image. Never raises. Credentials come from the user's own W&B login or environment.
     """
-    previous_mode = os.environ.get("WANDB_MODE")
+    spec = analysis.spec
+    target = wandb_log.target_for(mode, spec.name, str(sweep_dir))
     try:
         import wandb
 
-        if mode == "offline":
-            os.environ["WANDB_MODE"] = "offline"
-        spec = analysis.spec
-        run = wandb.init(project="crocodile-sweeps", name=f"{spec.name}-report", job_type="report", mode=mode,
-                         dir=str(sweep_dir), config={"sweep": spec.name, "study": spec.study, "table": spec.table,
-                                                     "data": spec.data, "seeds": list(spec.seeds)})
+        run = wandb_log.init_run(target, name=f"{spec.name}-report", job_type="report",
+                                 config={"sweep": spec.name, "study": spec.study, "table": spec.table,
+                                         "data": spec.data, "seeds": list(spec.seeds)})
         try:
-            logged = {"table": wandb.Table(columns=list(analysis.table.columns),
-                                           data=[list(r) for r in analysis.table.rows]),
-                      "stats": wandb.Table(dataframe=analysis.stats),
-                      "summary": wandb.Table(dataframe=analysis.summary)}
-            if analysis.published is not None:
-                logged["published"] = wandb.Table(dataframe=analysis.published)
-            if importances.frame is not None:
-                logged["importances"] = wandb.Table(dataframe=importances.frame)
-            for plot in made:
-                logged[plot.png.stem] = wandb.Image(str(plot.png), caption=plot.title)
-            run.log(logged)
+            run.log({**{key: wandb.Table(dataframe=numeric_frame(frame)) for key, frame in wandb_tables(analysis,
+                                                                                                     importances)},
+                     **{f"plot/{plot.png.stem}": wandb.Image(str(plot.png), caption=plot.title) for plot in made}})
         finally:
             run.finish()
-        return f"Logged a summary run to W&B ({mode}): {run.name}."
+            # The report run is the process's last: stopping W&B's service here flushes its file
+            # before the sweep reads the offline runs back.
+            wandb.teardown()
+        return f"Logged the report run to W&B ({mode}): {run.name}, group {spec.name}."
     except Exception as error:  # W&B is a convenience: its failure must never cost the report
         print(f"warning: W&B logging failed: {type(error).__name__}: {error}", file=sys.stderr)
         return f"W&B logging ({mode}) failed: {type(error).__name__}: {error}"
-    finally:
-        if previous_mode is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = previous_mode
+
+
+def wandb_tables(analysis: Analysis, importances: Importances) -> list[tuple[str, pd.DataFrame]]:
+    """(key, frame) of every table the report run logs: numbers stay numbers."""
+    runs = analysis.runs
+    metric_columns = [c for c in runs.columns if c.startswith(("test_", "val_"))]
+    identity = [c for c in ("variant", "seed", "cell", *FACTOR_COLUMNS) if c in runs.columns]
+    out = [("results", runs[identity + metric_columns]), ("summary", analysis.summary), ("stats", analysis.stats),
+           ("verdicts", analysis.verdicts)]
+    if analysis.published is not None:
+        out.append(("published", analysis.published))
+    if analysis.best is not None:
+        out.append(("best_configs", analysis.best))
+    if importances.frame is not None:
+        out.append(("importances", importances.frame))
+    return out
+
+
+def numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns W&B can type: numpy scalars as Python numbers, booleans kept, the rest as text."""
+    out = frame.reset_index(drop=True).copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            continue
+        numeric = pd.to_numeric(series, errors="coerce")
+        out[column] = numeric if numeric.notna().sum() == series.notna().sum() else series.astype(str)
+    return out
 
 
 # ---------------------------------------------------------------- HTML
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:.85em}th,td{border:1px solid #ccc;padding:3px 6px;
-text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}.note{font-size:.85em;
-color:#555;margin:.2em 0}img{max-width:100%}figure{margin:1em 0}.meta td{text-align:left}
-tr.muted td{color:#999;background:#f7f7f7}li.verdict{margin:.3em 0}li.better{color:#185c1e}li.worse{color:#8a1c1c}
-li.undertrained{color:#8a5a00;font-weight:600}"""
-
-
-def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str) -> str:
+def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str,
+                optuna_note: str = "") -> str:
+    """report.html (sweeper.report_html): verdicts, table, plots, published, Optuna, stats, metadata."""
     spec = analysis.spec
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} report</title>"
-             f"<style>{_CSS}</style></head><body><h1>Sweep report: {html.escape(spec.name)}</h1>",
-             verdicts_html(analysis), _meta_table(analysis),
-             "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
-             "<h2>Table</h2>", tables.to_html(analysis.table)]
+    search = spec.study == "search"
+    optuna_plots = [p for p in made if p.csv is None or p.png.stem == "importances"]
+    figures = [report_html.Figure(p.title, p.png, f"{p.title} (numbers: {p.csv.name})")
+               for p in made if p not in optuna_plots]
+    optuna = None
+    if search or importances.note:
+        optuna = {"importances": importances.frame, "caution": importances.caution,
+                  "notes": [n for n in (importances.note, optuna_note) if n],
+                  "figures": [report_html.Figure(p.title, p.png, p.title) for p in optuna_plots]}
+    table_blocks = [("Best configurations" if search else "Table", analysis.table)]
     if analysis.domain_table is not None:
-        parts += ["<h2>Per-domain table</h2>", tables.to_html(analysis.domain_table)]
-    parts.append("<h2>Missing or failed seeds</h2>")
-    parts.append(_frame_html(analysis.missing, "Declared (variant, seed) pairs without an ok result")
-                 if len(analysis.missing) else "<p>None: every declared seed of every variant finished.</p>")
-    if made:
-        parts.append("<h2>Plots</h2>")
-        for plot in made:
-            encoded = base64.b64encode(plot.png.read_bytes()).decode("ascii")
-            parts.append(f"<figure><img alt='{html.escape(plot.title)}' src='data:image/png;base64,{encoded}'>"
-                         f"<figcaption>{html.escape(plot.title)} (numbers: {html.escape(plot.csv.name)})"
-                         f"</figcaption></figure>")
-    parts.append("<h2>Published numbers</h2>")
-    if analysis.published is None:
-        parts.append("<p>sweep.json declares no published counterparts (published_method is empty).</p>")
+        table_blocks.append(("Per-domain table", analysis.domain_table))
+    label = next((c for c in analysis.published.columns if c.startswith("published (")), "published") \
+        if analysis.published is not None else ""
+    page = report_html.Page(
+        name=spec.name, facts=_facts(analysis),
+        headline=[(line, _verdict_class(line)) for line in analysis.headline],
+        verdicts=analysis.verdicts, tables=table_blocks, figures=figures,
+        published=analysis.published, published_label=label, optuna=optuna,
+        missing=analysis.missing if len(analysis.missing) else None,
+        # A search declares no comparisons: no statistics section rather than an empty one.
+        stats=analysis.stats if len(analysis.stats) and not search else None, protocol=PROTOCOL,
+        notes=(*analysis.notes, wandb_note), meta=_meta_items(analysis))
+    return report_html.render(page)
+
+
+def _facts(analysis: Analysis) -> list[str]:
+    """The one line under the title: what ran, on what, and how much of it finished."""
+    spec, runs = analysis.spec, analysis.runs
+    if spec.study == "search":
+        shape = f"{runs['variant'].nunique() if len(runs) else 0} finished trials x {spec.seeds_per_trial} seed(s)"
+        finished = f"{len(analysis.missing)} failed seed(s)"
     else:
-        parts.append(_frame_html(analysis.published, f"Ours (test-split mean) vs the paper, {spec.table}"))
-    if spec.study == "search" or importances.note:
-        parts.append("<h2>Optuna parameter importances</h2>")
-        if importances.frame is not None:
-            parts.append(_frame_html(importances.frame, "Parameter importances"))
-        parts.append(f"<p class='note'>{html.escape(importances.note)}</p>")
-    parts += ["<h2>All comparisons (stats.csv)</h2>",
-              _stats_html(analysis.stats) if len(analysis.stats)
-              else "<p>No comparisons declared in sweep.json.</p>"]
-    notes = (*analysis.notes, wandb_note)
-    parts += ["<h2>Notes</h2>"] + [f"<p class='note'>{html.escape(n)}</p>" for n in notes if n]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        shape = f"{len(analysis.variants)} variants \u00d7 {len(spec.seeds)} seeds"
+        finished = f"{len(runs)} of {len(analysis.variants) * len(spec.seeds)} runs finished"
+    data = f"{spec.data} ({tables.PUBLISHED_NAMES.get(spec.dataset, 'synthetic')})"
+    commits = ", ".join(sorted({str(v) for v in runs.get("git_commit", pd.Series(dtype=str)).dropna()}))
+    return [f"{spec.study} study, table {spec.table}", data, shape, finished] + ([f"git {commits}"] if commits else [])
 
 
-def _meta_table(analysis: Analysis) -> str:
+def _meta_items(analysis: Analysis) -> list[tuple[str, str]]:
     spec, runs = analysis.spec, analysis.runs
     items = [("study", spec.study), ("table", spec.table), ("layout", spec.layout), ("data", spec.data),
              ("dataset", spec.dataset or "synthetic"), ("seeds", ", ".join(map(str, spec.seeds))),
@@ -566,18 +528,7 @@ def _meta_table(analysis: Analysis) -> str:
     for column in PROVENANCE_COLUMNS:
         if column in runs.columns:
             items.append((column, ", ".join(sorted({str(v) for v in runs[column].dropna()}))))
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in items)
-    return f"<table class='meta'>{rows}</table>"
-
-
-def _frame_html(frame: pd.DataFrame, title: str) -> str:
-    return tables.to_html(tables.frame_table(frame, title))
-
-
-def _stats_html(stats: pd.DataFrame) -> str:
-    # Untested rows (degenerate, or a closed gate) are greyed out; the test column says why.
-    return tables.to_html(tables.frame_table(stats, "One row per comparison x metric x domain; greyed: not tested "
-                                                    "(the test column says why)", muted=stats["p_value"].isna()))
+    return items
 
 
 # ---------------------------------------------------------------- CLI
@@ -586,10 +537,15 @@ def _stats_html(stats: pd.DataFrame) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweeper.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="directory with sweep.json and results/")
-    parser.add_argument("--wandb", choices=(*WANDB_MODES, "off"), default="disabled",
-                        help="log a summary W&B run (default: disabled; 'off' is the same)")
+    parser.add_argument("--wandb", choices=wandb_log.CHOICES, default="off",
+                        help="log the report run (tables, plots) into the sweep's W&B group; auto: online with "
+                             "a W&B key, else offline (default: off)")
     parser.add_argument("--top-k", type=int, default=10, help="best configurations listed for a search")
     args = parser.parse_args(argv)
+    problem = wandb_log.credentials_problem(wandb_log.resolve_mode(args.wandb))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         out_dir = write_report(args.sweep_dir, wandb_mode=args.wandb, top_k=args.top_k)
     except (ValueError, FileNotFoundError) as error:

@@ -25,16 +25,26 @@ if __package__ in (None, ""):
 
 from model.datasets import check_spec  # noqa: E402
 from model.train import SMOKE_OVERRIDES  # noqa: E402
-from sweeper.space import Space, SpaceError, Variant, cell_key, load_space  # noqa: E402
+from sweeper import console, wandb_log  # noqa: E402
+from sweeper.space import Space, SpaceError, Variant, cell_key, load_space, shipped_spaces  # noqa: E402
 from sweeper.store import OK, ResultsStore, join, resolve  # noqa: E402
 from sweeper.trial import Job  # noqa: E402
 
 DEFAULT_SPACE, DEFAULT_PROFILE = "table5_ablation", "laptop"
-WANDB_MODES = ("auto", "online", "offline", "off")
+
+
+def spaces_help() -> str:
+    """The --help epilog: every shipped space with its description and profiles."""
+    lines = ["shipped spaces (--space NAME; --profile one of its profiles):"]
+    for shipped in shipped_spaces():
+        profiles = f" [profiles: {', '.join(shipped.profiles)}]" if shipped.profiles else ""
+        lines.append(f"  {shipped.name:<22} {shipped.description}{profiles}")
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sweeper/run.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="sweeper/run.py", description=__doc__.split("\n")[0],
+                                     epilog=spaces_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config settings applied to every trial")
     parser.add_argument("--space", help=f"a search space file or shipped name (default: {DEFAULT_SPACE} "
                                         f"with profile {DEFAULT_PROFILE})")
@@ -43,27 +53,80 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storage", default="./sweeps", help="local dir or pyarrow URI (s3://...) shared by all nodes")
     parser.add_argument("--name", help="sweep name (default: the space's name)")
     parser.add_argument("--seeds", help="comma-separated seeds replacing the space's")
-    parser.add_argument("--wandb", choices=WANDB_MODES, default=None,
-                        help="auto: online with WANDB_API_KEY, else offline (default: auto when WANDB_API_KEY "
+    parser.add_argument("--wandb", choices=wandb_log.CHOICES, default=None,
+                        help="auto: online with a W&B key, else offline (default: auto when WANDB_API_KEY "
                              "is set, else off)")
     parser.add_argument("--address", help="Ray address (default: RAY_ADDRESS, a running cluster, else local)")
     parser.add_argument("--rerun-failed", action="store_true", help="run again the (cell, seed)s stored as failed")
     parser.add_argument("--force", action="store_true", help="run every (cell, seed) again")
     parser.add_argument("--smoke-test", action="store_true", help="tiny data, 1 epoch, 2 seeds, <= 4 search trials")
     parser.add_argument("--no-report", action="store_true", help="skip writing report/ at the end")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Ray's, Tune's and W&B's own output here instead of only in SWEEP_DIR/sweep.log")
     return parser.parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> tuple[Space, dict, str]:
-    """Everything checked before Ray starts: (space, base config, data spec)."""
-    profile = args.profile if args.profile else (DEFAULT_PROFILE if args.space is None and not args.smoke_test else None)
-    space = load_space(args.space or DEFAULT_SPACE, profile)
+def parse_overrides(items: list[str]) -> dict:
     overrides = {}
-    for item in args.overrides:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise SpaceError(f"override {item!r} must look like key=value")
         overrides[key] = value
+    return overrides
+
+
+def check_overrides(space: Space, overrides: dict) -> None:
+    """Each override's value, and that it changes at least one trial.
+
+    An override that every variant (or the search) sets itself would be recorded as the sweep's
+    base yet change nothing: an error, not a warning, because the sweep it would start is not the
+    one asked for, and a warning scrolls away while hours of trials run.
+    """
+    from model.config import RunConfig
+    for key, value in overrides.items():
+        try:
+            RunConfig().with_overrides({key: value})
+        except ValueError as exc:
+            raise SpaceError(f"override {key}={value}: {exc}") from None
+    if "seed" in overrides:
+        raise SpaceError(f"override seed={overrides['seed']} has no effect: every trial sets its own seed; "
+                         f"use --seeds {overrides['seed']}")
+    searched = {p.name for p in space.search.params} if space.search else set()
+    for key, value in overrides.items():
+        if key in searched:
+            raise SpaceError(f"override {key}={value} has no effect: search.params.{key} of {space.path} sets "
+                             f"{key} in every trial; edit search.params instead")
+        setters = [v.name for v in space.variants if key in v.factors]
+        if space.variants and len(setters) == len(space.variants) and space.base_from is None:
+            raise SpaceError(f"override {key}={value} has no effect: every variant of {space.path} sets {key} "
+                             f"itself ({', '.join(f'{v.name}: {v.factors[key]}' for v in space.variants)}); "
+                             f"edit the variants in a copy of the space file, or drop the override")
+
+
+def override_notes(space: Space, overrides: dict) -> list[str]:
+    """Overrides that some (not all) variants set themselves: they reach only the others."""
+    notes = []
+    for key, value in overrides.items():
+        setters = [v.name for v in space.variants if key in v.factors]
+        if setters:
+            notes.append(f"note: {key}={value} applies to {len(space.variants) - len(setters)} of "
+                         f"{len(space.variants)} variants; {', '.join(setters)} set {key} themselves")
+    return notes
+
+
+def search_constants(search) -> dict:
+    """One-value choices: fixed settings, not searched (Optuna would list them among its parameters)."""
+    return {p.name: p.values[0] for p in search.params if p.kind == "choice" and len(p.values) == 1}
+
+
+def plan(args: argparse.Namespace) -> tuple[Space, dict, str, list[str]]:
+    """Everything checked before Ray starts: (space, base config, data spec, notes for the user)."""
+    profile = args.profile if args.profile else (DEFAULT_PROFILE if args.space is None and not args.smoke_test else None)
+    space = load_space(args.space or DEFAULT_SPACE, profile)
+    overrides = parse_overrides(args.overrides)
+    check_overrides(space, overrides)
+    notes = override_notes(space, overrides)
     base = {**space.base, **(SMOKE_OVERRIDES if args.smoke_test else {}), **overrides}
     seeds = space.seeds
     if args.seeds:
@@ -81,6 +144,13 @@ def plan(args: argparse.Namespace) -> tuple[Space, dict, str]:
         if search.seeds_per_trial > len(seeds):
             raise SpaceError(f"{space.path}: search.seeds_per_trial is {search.seeds_per_trial} but only "
                              f"{len(seeds)} seeds are given")
+        constants = search_constants(search)
+        if len(constants) == len(search.params):
+            raise SpaceError(f"{space.path}: search.params: every parameter has a single value; nothing to search")
+        search = dataclasses.replace(search, params=tuple(p for p in search.params if p.name not in constants))
+        base = {**base, **constants}
+        notes += [f"note: search.params.{key} has one value ({value}): fixed, not searched"
+                  for key, value in constants.items()]
     data = args.data or ("synthetic:tiny" if args.smoke_test else space.data)
     check_spec(data)
     space = dataclasses.replace(space, seeds=seeds, search=search, data=data, base=base,
@@ -92,7 +162,7 @@ def plan(args: argparse.Namespace) -> tuple[Space, dict, str]:
             RunConfig().with_overrides({**base, **variant.factors})
         except ValueError as exc:
             raise SpaceError(f"{space.path}: variant {variant.name!r}: {exc}") from None
-    return space, base, data
+    return space, base, data, notes
 
 
 def best_variants(space: Space, storage: str) -> tuple[Variant, ...]:
@@ -128,6 +198,7 @@ def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | No
         "direction": "maximize" if space.search is None or space.search.mode == "max" else "minimize",
         "objective": space.search.metric if space.search else "val_auc_overall",
         "search_params": [p.name for p in space.search.params] if space.search else [],
+        "seeds_per_trial": space.search.seeds_per_trial if space.search else None,
         "base": space.base, "storage": storage_note, "created_at": time.time(),
     }
 
@@ -135,7 +206,11 @@ def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | No
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        space, base, data = plan(args)
+        space, base, data, notes = plan(args)
+        wandb_mode = wandb_log.resolve_mode(args.wandb)
+        problem = wandb_log.credentials_problem(wandb_mode)
+        if problem:
+            raise SpaceError(problem)
     except (SpaceError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -144,52 +219,89 @@ def main(argv: list[str] | None = None) -> int:
     store = ResultsStore(sweep_uri)
     if space.base_from is not None:
         space = dataclasses.replace(space, variants=best_variants(space, storage))
-    wandb_mode = args.wandb or ("auto" if os.environ.get("WANDB_API_KEY") else "off")
-    if wandb_mode == "auto":
-        wandb_mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    local_dir = resolve(sweep_uri)[1] if "://" not in sweep_uri else None
     journal = None
     if space.search is not None:
-        local = "://" not in sweep_uri
-        journal = f"{resolve(sweep_uri)[1]}/optuna.journal" if local else str(Path(f"{space.name}-optuna.journal").resolve())
+        journal = f"{local_dir}/optuna.journal" if local_dir else str(Path(f"{space.name}-optuna.journal").resolve())
         Path(journal).parent.mkdir(parents=True, exist_ok=True)
     store.write_text("sweep.json", json.dumps(sweep_metadata(space, data, storage, journal), indent=2, default=str))
+    log_path = Path(f"{local_dir}/sweep.log") if local_dir else Path(f"{space.name}-sweep.log").resolve()
 
-    print(f"sweep {space.name!r} ({space.study}, {space.path}) on {data}; results in {sweep_uri}/results")
+    what = (f"{len(space.variants)} variant(s) x {len(space.seeds)} seed(s)" if space.search is None else
+            f"Optuna, {space.search.num_trials} trials x {space.search.seeds_per_trial} seed(s), "
+            f"{len(space.search.params)} parameters")
+    print(f"sweep {space.name!r}: {space.study}, {what}, on {data} ({space.path})")
+    print(f"results: {sweep_uri}/results")
+    print(f"log: {log_path} (Ray, Tune, W&B and Optuna output{'' if args.verbose else '; -v shows it here instead'})")
+    for note in notes:
+        print(note)
+    sys.stdout.flush()
+    with console.quiet(log_path, verbose=args.verbose) as out:
+        return execute(args, space, base, data, sweep_uri, store, journal, wandb_mode, out)
+
+
+def execute(args: argparse.Namespace, space: Space, base: dict, data: str, sweep_uri: str, store: ResultsStore,
+            journal: str | None, wandb_mode: str, out: console.Console) -> int:
+    """The sweep after planning: trials, then the end summary and the report."""
     started = time.time()
     if space.search is None:
         jobs, skipped = pending_jobs(space, base, data, sweep_uri, store, args)
-        print(f"{len(jobs)} trials to run, {skipped} (cell, seed)s already stored")
+        out.line(f"{len(jobs)} trials to run, {skipped} (cell, seed)s already stored")
         runnable = bool(jobs)
     else:
         completed = completed_search_trials(journal, space.name)
         remaining = max(space.search.num_trials - completed, 0) if not args.force else space.search.num_trials
-        print(f"{remaining} search trials to run ({completed} of {space.search.num_trials} already complete)")
+        out.line(f"{remaining} search trials to run ({completed} of {space.search.num_trials} already complete)")
         runnable, jobs = remaining > 0, None
     if runnable:
         from sweeper import tune_runner  # Ray is imported only when there is work for it
 
         how = tune_runner.connect(args.address, with_dashboard=space.resources.workers > 0)
-        print(f"Ray: {how}; trials: {'in-process' if space.resources.workers == 0 else f'{space.resources.workers} Ray Train worker(s)'}")
+        out.line(f"Ray: {how}; trials: "
+                 f"{'in-process' if space.resources.workers == 0 else f'{space.resources.workers} Ray Train worker(s)'}")
         template = None
         if space.search is not None:
             template = Job(sweep=space.name, study="search", variant="", factors={}, base=base,
                            seeds=space.seeds[:space.search.seeds_per_trial], data=data, sweep_uri=sweep_uri,
                            objective=space.search.metric)
-        errors = tune_runner.run_tune(jobs=jobs, search=space.search, template_job=template,
-                                      resources=space.resources, sweep_uri=sweep_uri, sweep_name=space.name,
-                                      wandb_mode=wandb_mode, optuna_journal=journal,
-                                      num_search_trials=remaining if space.search else 0)
-        stored = tune_runner.store_trial_errors(errors, sweep_uri)
+        try:
+            errors = tune_runner.run_tune(jobs=jobs, search=space.search, template_job=template,
+                                          resources=space.resources, sweep_uri=sweep_uri, sweep_name=space.name,
+                                          wandb_mode=wandb_mode, optuna_journal=journal,
+                                          num_search_trials=remaining if space.search else 0, console=out)
+            stored = tune_runner.store_trial_errors(errors, sweep_uri)
+        finally:
+            tune_runner.disconnect(how)
         if stored:
-            print(f"{stored} seeds of crashed trials stored as failed")
+            out.line(f"{stored} seeds of crashed trials stored as failed")
     frame = store.read()
     ok = int((frame["status"] == OK).sum()) if not frame.empty else 0
-    print(f"done in {time.time() - started:.0f} s: {ok} ok rows, {len(frame) - ok} failed rows in {sweep_uri}/results")
+    out.line(f"done in {time.time() - started:.0f} s: {ok} ok rows, {len(frame) - ok} failed rows in {sweep_uri}/results")
     if not args.no_report:
-        write_report(sweep_uri, wandb_mode)
-        from sweeper.report import print_verdicts  # the answer, as the sweep's last lines
-        print_verdicts(sweep_uri)
+        write_report(sweep_uri, wandb_mode, out)
+    if wandb_mode != "off":
+        out.line(wandb_summary(wandb_mode, space.name, sweep_uri))
     return 0
+
+
+def wandb_summary(mode: str, sweep_name: str, sweep_uri: str) -> str:
+    """Where the W&B runs are; offline runs are read back to check that every stream finished."""
+    project = os.environ.get("WANDB_PROJECT", wandb_log.PROJECT)
+    if mode == "online" or "://" in sweep_uri:
+        return f"W&B ({mode}): project {project}, group {sweep_name}"
+    wandb_dir = Path(resolve(sweep_uri)[1]) / "wandb"
+    try:
+        runs = wandb_log.offline_runs(wandb_dir)
+        deadline = time.time() + 5  # a run's last records reach its file a moment after finish()
+        while any(r.exit_code is None for r in runs) and time.time() < deadline:
+            time.sleep(0.5)
+            runs = wandb_log.offline_runs(wandb_dir)
+    except Exception as exc:  # noqa: BLE001 - a summary line must not fail a finished sweep
+        return f"W&B (offline): runs in {wandb_dir}/wandb (not read back: {type(exc).__name__}: {exc})"
+    unfinished = [r.path.name for r in runs if r.exit_code is None]
+    state = f", {len(unfinished)} not finished: {', '.join(unfinished[:3])}" if unfinished else ", all finished"
+    return (f"W&B (offline): {len(runs)} runs{state}; upload with: "
+            f"wandb sync {wandb_dir}/wandb/offline-run-*")
 
 
 def pending_jobs(space: Space, base: dict, data: str, sweep_uri: str, store: ResultsStore,
@@ -226,20 +338,24 @@ def completed_search_trials(journal: str, study_name: str) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
-def write_report(sweep_uri: str, wandb_mode: str) -> None:
+def write_report(sweep_uri: str, wandb_mode: str, out: console.Console) -> None:
     if "://" in sweep_uri:
-        print(f"report: fetch the sweep locally, then run: python -m sweeper.report DIR")
+        out.line("report: fetch the sweep locally, then run: python -m sweeper.report DIR")
         return
+    from sweeper.report import VERDICTS_TXT, write_report as render
     try:
-        from sweeper.report import write_report as render
-    except ImportError:
-        return
-    try:
-        path = render(sweep_uri, wandb_mode=wandb_mode if wandb_mode != "off" else None)
-        print(f"report: {path}")
+        path = render(sweep_uri, wandb_mode=wandb_mode)
+        out.line(f"report: {path / 'report.html'}")
+        verdict_lines = (path / VERDICTS_TXT).read_text().splitlines() if (path / VERDICTS_TXT).is_file() else []
+        if verdict_lines:  # the answer, as the sweep's last lines
+            out.line("verdicts:")
+            for line in verdict_lines:
+                out.line(f"  {line}")
     except Exception as exc:  # noqa: BLE001 - the results are safe; a report bug must not hide that
-        print(f"report failed ({type(exc).__name__}: {exc}); results are intact; "
-              f"retry with: python -m sweeper.report {sweep_uri}", file=sys.stderr)
+        out.warn(f"report failed ({type(exc).__name__}: {exc}); results are intact; traceback in the sweep log; "
+                 f"retry with: python -m sweeper.report {sweep_uri}")
+        import traceback
+        traceback.print_exc()  # to the sweep log
 
 
 if __name__ == "__main__":

@@ -421,3 +421,31 @@ def cell_key(config: dict) -> str:
     """Hash of a resolved flat config without its seed: one table cell, whatever the seed."""
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items()) if k != "seed"}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ShippedSpace:
+    name: str
+    description: str
+    profiles: tuple[str, ...]
+
+
+def shipped_spaces() -> list[ShippedSpace]:
+    """The spaces shipped in `search_spaces`, each with its one-line description and profiles.
+
+    The description is the file's `description:` key, else its first comment line.
+    """
+    out = []
+    for entry in sorted(importlib.resources.files("search_spaces").iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        text = entry.read_text()
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            raw = {}
+        comment = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
+        description = str(raw.get("description") or comment)
+        out.append(ShippedSpace(name=entry.name[:-len(".yaml")], description=description,
+                                profiles=tuple(raw.get("profiles") or ())))
+    return out

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeper.stats import ComparisonSpec
+from sweeper.stats import ComparisonSpec, is_testable
 
 METRIC_LABELS = {"auc": "AUC", "gauc": "gAUC", "logloss": "Logloss", "bayesauc": "Bayes AUC",
                  "bayesgauc": "Bayes gAUC"}
@@ -46,6 +46,11 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
     notes: tuple[str, ...] = ()
     muted: tuple[bool, ...] = ()  # rows shown greyed out (untested cells), by row index
+    # Cells that look like numbers but compare nothing: (row, column, reason); marked DEGENERATE.
+    greyed: tuple[tuple[int, int, str], ...] = ()
+
+
+DEGENERATE = "\u2020"  # a dagger after the value: greyed in HTML, explained in the table's notes
 
 
 def metric_label(metric: str) -> str:
@@ -109,7 +114,8 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
         columns += [f"{metric_label(metric)} {domain_label(d)}" for d in domains]
         if "overall" in domains:
             columns.append(f"{metric_label(metric)} lift (pts)")
-    rows = []
+    constant = constant_cells(summary, variants, metrics, domains)
+    rows, greyed = [], []
     for variant in variants:
         row = [variant]
         for metric in metrics:
@@ -117,13 +123,44 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
                 cell = means[(variant, metric, domain)]
                 test = tested.get((variant, references.get(variant), metric, domain))
                 significant = bool(test["significant"]) if test is not None else False
-                row.append(format_value(cell["mean"], int(cell["n"]), expected_n, significant, digits))
+                text = format_value(cell["mean"], int(cell["n"]), expected_n, significant, digits)
+                reason = constant.get((metric, domain)) or (
+                    test["test"] if test is not None and not is_testable(test["test"]) else "")
+                if reason and int(cell["n"]):
+                    greyed.append((len(rows), len(row), reason))
+                    text += DEGENERATE
+                row.append(text)
             if "overall" in domains:
                 test = tested.get((variant, references.get(variant), metric, "overall"))
                 row.append(format_lift(test["lift_pts"]) if test is not None
                            else "-" if variant in reference_rows else "")
         rows.append(tuple(row))
-    return Table(title, tuple(columns), tuple(rows), _notes(stats, expected_n, references))
+    return Table(title, tuple(columns), tuple(rows), _notes(stats, expected_n, references) + _degenerate_notes(greyed),
+                 greyed=tuple(greyed))
+
+
+def constant_cells(summary: pd.DataFrame, variants: Sequence[str], metrics: Sequence[str],
+                   domains: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(metric, domain) columns where every run of every variant scored the same: nothing to compare
+    (e.g. a tail domain's gAUC resting on one user), whatever a mean of 1.00000 suggests."""
+    out = {}
+    shown = summary[summary["variant"].isin(list(variants)) & (summary["n"] > 0)]
+    for (metric, domain), cells in shown.groupby(["metric", "domain"], sort=False):
+        if metric not in metrics or domain not in domains or cells["n"].sum() < 2:
+            continue
+        means = cells["mean"].to_numpy(dtype=float)
+        spread = cells["std"].fillna(0).abs().max()
+        if np.isfinite(means).all() and np.ptp(means) <= 1e-12 * max(1.0, abs(means[0])) and spread <= 1e-12:
+            out[(metric, domain)] = (f"not testable: {metric_label(metric)} {domain_label(domain)} is {means[0]:.5g} "
+                                     f"in every run of every variant (e.g. a gAUC resting on one user)")
+    return out
+
+
+def _degenerate_notes(greyed: Sequence[tuple[int, int, str]]) -> tuple[str, ...]:
+    counts: dict[str, int] = {}
+    for _, _, reason in greyed:
+        counts[reason] = counts.get(reason, 0) + 1
+    return tuple(f"{DEGENERATE} {reason} ({count} cell{'s' if count > 1 else ''})" for reason, count in counts.items())
 
 
 def num_embeddings_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[VariantSpec],
@@ -211,8 +248,9 @@ def rank_configurations(runs: pd.DataFrame, objective: str, direction: str, top_
         raise ValueError(f"objective column {objective!r} is not in the results; columns: {sorted(runs.columns)}")
     varying = [c for c in factor_columns if c in runs.columns and runs[c].astype(str).nunique() > 1]
     tests = [f"test_{m}_overall" for m in metrics if f"test_{m}_overall" in runs.columns]
-    columns = ["rank", "variant", "n", f"{objective} mean", f"{objective} std", *varying,
-               *[f"{t} mean" for t in tests]]
+    # A configuration is named by its parameters; the trial id (variant) comes last.
+    columns = ["rank", *varying, f"{objective} mean", f"{objective} std", "n", *[f"{t} mean" for t in tests],
+               "variant"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     grouped = runs.groupby("variant", sort=False)
@@ -226,7 +264,9 @@ def rank_configurations(runs: pd.DataFrame, objective: str, direction: str, top_
         ranked[column] = grouped[column].first().to_numpy()
     for column in tests:
         ranked[f"{column} mean"] = grouped[column].mean().to_numpy()
-    ranked = ranked.sort_values(f"{objective} mean", ascending=direction == "minimize", kind="stable",
+    # Ties (equal means) in a fixed order: by parameters, then trial id.
+    ranked = ranked.sort_values([f"{objective} mean", *varying, "variant"],
+                                ascending=[direction == "minimize", *[True] * (len(varying) + 1)], kind="stable",
                                 na_position="last").head(top_k)
     ranked.insert(0, "rank", range(1, len(ranked) + 1))
     return ranked[columns].reset_index(drop=True)

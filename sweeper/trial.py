@@ -10,7 +10,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -22,6 +22,15 @@ from sweeper.space import cell_key
 from sweeper.store import FAILED, OK, ResultsStore, provenance
 
 Report = Callable[[dict], None]
+
+
+class SeedHooks(Protocol):
+    """Told when each seed starts (its identity columns) and ends (its stored row), e.g. W&B."""
+
+    def start_seed(self, identity: dict) -> None: ...
+
+    def end_seed(self, row: dict) -> None: ...
+
 _DATA_CACHE: dict[str, MultiDomainData] = {}
 
 
@@ -53,12 +62,13 @@ def cached_data(spec: str) -> MultiDomainData:
 
 
 def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | None = None,
-            write_rows: bool = True, row_extra: dict | None = None) -> dict:
+            write_rows: bool = True, row_extra: dict | None = None, seed_hooks: SeedHooks | None = None) -> dict:
     """Train every seed of the job, storing each as soon as it ends; return the trial summary.
 
     report(record) receives every epoch's record plus `seed`, `epoch` and `objective` (the
     monitored validation metric); the summary's `objective` is the mean over the seeds that ran ok.
     write_rows is False on every DDP rank but 0; row_extra adds columns (e.g. the Ray node id).
+    seed_hooks hear of each seed's start and of its row once stored.
     """
     store = ResultsStore(job.sweep_uri)
     data = cached_data(job.data)
@@ -67,6 +77,8 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
         config = job.config(seed)
         row = {**_identity(job, seed, config.flat()), "device": str(device), **(row_extra or {})}
         started = time.time()
+        if seed_hooks is not None:
+            seed_hooks.start_seed(row)
 
         def on_epoch(epoch: int, record: dict, seed=seed, seed_index=seed_index):
             if report is not None:
@@ -85,6 +97,8 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
         row |= {"finished_at": time.time(), **provenance()}
         if write_rows:
             store.write_row(row)
+        if seed_hooks is not None:
+            seed_hooks.end_seed(row)
     objective = sum(scores) / len(scores) if scores else math.nan
     return {"objective": objective, "seeds_ok": len(scores), "seeds_failed": len(job.seeds) - len(scores),
             "done": True}

@@ -7,12 +7,14 @@ Two trial paths, chosen by the space's `resources.workers`:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import socket
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import ray
@@ -21,8 +23,10 @@ from ray import tune
 from ray.tune import Callback
 
 from model.config import RunConfig
-from sweeper.space import Param, Resources, Search
-from sweeper.store import ResultsStore, join, resolve
+from sweeper import wandb_log
+from sweeper.console import Console, ProgressDisplay
+from sweeper.space import Param, Resources, Search, cell_key
+from sweeper.store import ResultsStore, join, provenance, resolve
 from sweeper.trial import Job, failed_row, run_job
 
 
@@ -59,7 +63,17 @@ def connect(address: str | None, *, with_dashboard: bool) -> str:
         return f"cluster at {found}"
     # The dashboard lets Train V2 clean up the placement groups of stopped trials.
     ray.init(address="local", include_dashboard=with_dashboard, logging_level="WARNING")
-    return "local Ray started in-process"
+    return STARTED_LOCAL
+
+
+STARTED_LOCAL = "local Ray started in-process"
+
+
+def disconnect(how: str) -> None:
+    """Stop the Ray we started (its workers' last output then lands in the sweep log, not after
+    the summary); leave a cluster we joined alone."""
+    if how == STARTED_LOCAL and ray.is_initialized():
+        ray.shutdown()
 
 
 # ---- trainables --------------------------------------------------------------------------------
@@ -69,7 +83,36 @@ def _job_from(config: dict, template: dict) -> Job:
     trial_id = tune.get_context().get_trial_id() or ""
     if "job" in config:  # replicate: one (variant, seed) per trial
         return Job(**{**config["job"], "trial_id": trial_id})
-    return Job(**{**template["job"], "variant": f"trial-{trial_id}", "factors": dict(config), "trial_id": trial_id})
+    return search_job(template["job"], config, trial_id)
+
+
+def search_job(template_job: dict, sample: dict, trial_id: str) -> Job:
+    """An Optuna sample as a Job: a variant of its own, named after the Ray trial."""
+    return Job(**{**template_job, "variant": f"trial-{trial_id}", "factors": dict(sample), "trial_id": trial_id})
+
+
+def _seed_runs(template: dict, job: Job) -> wandb_log.TrialLogger:
+    target = wandb_log.Target(**template["wandb"]) if template.get("wandb") else None
+    return wandb_log.TrialLogger(target, job_type=job.variant if job.study == "replicate" else "search",
+                                 extra_config={"git_commit": provenance()["git_commit"]})
+
+
+def _run_logged(job: Job, runs: wandb_log.TrialLogger, report, *, device, row_extra: dict,
+                write_rows: bool = True) -> dict:
+    """run_job with each seed's W&B run; a run left open by a stop (ASHA) or crash is finished."""
+    def report_epoch(record: dict) -> None:
+        runs.log_epoch(record)  # before report: a stopped trial's report raises SystemExit
+        report(record)
+
+    try:
+        summary = run_job(job, device=device, report=report_epoch, write_rows=write_rows, row_extra=row_extra,
+                          seed_hooks=runs)
+    except BaseException as exc:
+        runs.close("stopped" if isinstance(exc, SystemExit) else f"crashed: {type(exc).__name__}")
+        raise
+    finally:
+        runs.shutdown()
+    return {**summary, "wandb_runs": ",".join(runs.names), "wandb_error": runs.error}
 
 
 def _where() -> dict:
@@ -83,7 +126,8 @@ def _device(gpus: float) -> str:
 def inprocess_trainable(config: dict, template: dict):
     torch.set_num_threads(max(1, int(template["cpus"])))  # oversubscribed threads made trials 17x slower
     job = _job_from(config, template)
-    summary = run_job(job, device=_device(template["gpus"]), report=tune.report, row_extra=_where())
+    summary = _run_logged(job, _seed_runs(template, job), tune.report, device=_device(template["gpus"]),
+                          row_extra=_where())
     tune.report(summary)
 
 
@@ -94,8 +138,10 @@ def _worker_loop(loop_config: dict):
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
     job = Job(**loop_config["job"])
     rank = ray.train.get_context().get_world_rank()
-    summary = run_job(job, device=ray.train.torch.get_device(), report=ray.train.report, write_rows=rank == 0,
-                      row_extra={**_where(), "path": "ray_train", "num_workers": ray.train.get_context().get_world_size()})
+    # W&B from rank 0 only: one run per seed, not one per worker.
+    runs = _seed_runs(loop_config if rank == 0 else {}, job)
+    summary = _run_logged(job, runs, ray.train.report, device=ray.train.torch.get_device(), write_rows=rank == 0,
+                          row_extra={**_where(), "path": "ray_train", "num_workers": ray.train.get_context().get_world_size()})
     ray.train.report(summary)
 
 
@@ -109,7 +155,7 @@ def train_trainable(config: dict, template: dict):
     per_worker = {"CPU": template["cpus"], **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"job": dataclasses.asdict(job), "cpus": template["cpus"]},
+        train_loop_config={"job": dataclasses.asdict(job), "cpus": template["cpus"], "wandb": template.get("wandb")},
         scaling_config=ScalingConfig(num_workers=template["workers"], use_gpu=gpus > 0,
                                      resources_per_worker=per_worker),
         run_config=RunConfig(name=f"train-{job.trial_id}-{uuid.uuid4().hex[:6]}",
@@ -136,20 +182,28 @@ HEARTBEAT_S = 60
 
 
 class Progress(Callback):
-    """One line per finished or failed trial: counts, ETA and the best objective so far."""
+    """Counts, ETA and the best objective so far, shown by a ProgressDisplay; a line per finished or
+    failed trial, and a heartbeat for long trials."""
 
-    def __init__(self, total: int, metric: str, mode: str):
-        self.total, self.metric, self.mode = total, metric, mode
+    def __init__(self, total: int, metric: str, mode: str, display: ProgressDisplay):
+        self.total, self.metric, self.mode, self.display = total, metric, mode, display
         self.started = time.time()
         self.running = self.done = self.failed = 0
         self.best: tuple[float, str] | None = None
         self.last_print = self.started
+        self.wandb_errors: list[str] = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running = sum(t.status == "RUNNING" for t in trials)
+        self._show(None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # Long trials (minutes per epoch at paper scale) still show a heartbeat once a minute.
         if time.time() - self.last_print >= HEARTBEAT_S and "epoch" in result:
             self.running = sum(t.status == "RUNNING" for t in trials)
-            self._print(f"{_label(trial)} epoch {result['epoch']}: {self.metric} {result.get('objective', math.nan):.4f}")
+            self.display.heartbeat(f"{_label(trial)} epoch {result['epoch']}: {self.metric} "
+                                   f"{result.get('objective', math.nan):.4f}")
+            self._show(None)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running = sum(t.status == "RUNNING" for t in trials) - 1
@@ -159,23 +213,34 @@ class Progress(Callback):
         if value is not None and not math.isnan(value):
             if self.best is None or (value > self.best[0]) == (self.mode == "max"):
                 self.best = (value, _label(trial))
-        if result.get("seeds_failed"):
+        if result.get("wandb_error"):
+            self.wandb_errors.append(f"{_label(trial)}: {result['wandb_error']}")
+        failed = result.get("seeds_failed", 0)
+        if failed:
             self.failed += 1
-        self._print(f"finished {_label(trial)}")
+            self._show(f"FAILED {_described(trial)}: {failed} of {failed + result.get('seeds_ok', 0)} seed(s) failed "
+                       f"(cause in the results' error column)")
+        else:
+            shown = f"{self.metric} {value:.4f}" if value is not None and not math.isnan(value) else "no objective"
+            self._show(f"finished {_described(trial)}: {shown}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running = sum(t.status == "RUNNING" for t in trials) - 1
         self.done += 1
         self.failed += 1
-        self._print(f"FAILED {_label(trial)}")
+        self._show(f"FAILED {_described(trial)}: the trial crashed (traceback in the sweep log)")
 
-    def _print(self, event: str):
-        elapsed = time.time() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
-        print(f"[{self.done}/{self.total} done, {self.running} running, {self.failed} with failures] "
-              f"elapsed {_fmt(elapsed)}, ETA {_fmt(eta)} | {best} | {event}", flush=True)
-        self.last_print = time.time()
+    def on_experiment_end(self, trials, **info):
+        self.display.close()
+        if self.wandb_errors:
+            self.display.console.warn(f"W&B logging failed in {len(self.wandb_errors)} trial(s), results are "
+                                      f"unaffected; first: {self.wandb_errors[0]}")
+
+    def _show(self, event: str | None):
+        best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
+        self.display.update(self.done, max(self.running, 0), self.failed, best, event)
+        if event:
+            self.last_print = time.time()
 
 
 def _trial_dirname(trial) -> str:
@@ -189,39 +254,39 @@ def _label(trial) -> str:
     return f"{job['variant']} seed {job['seeds'][0]}" if job else f"trial {trial.trial_id}"
 
 
-def _fmt(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "-"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+def _described(trial) -> str:
+    """The label, and for a search trial its sampled parameters (what a researcher compares)."""
+    if trial.config.get("job"):
+        return _label(trial)
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items())
+    return f"{_label(trial)} ({params})"
 
 
-# ---- W&B ---------------------------------------------------------------------------------------
 
-def wandb_callbacks(mode: str, sweep_name: str, local_dir: str | None) -> list:
-    """One W&B run per trial (group = sweep, job_type = variant). Never raises: W&B is optional."""
-    if mode == "off":
-        return []
-    try:
-        from ray.air.integrations.wandb import WandbLoggerCallback
+# ---- Optuna ------------------------------------------------------------------------------------
 
-        os.environ["WANDB_MODE"] = mode  # the callback checks the environment, not its argument
-        if local_dir:
-            os.environ.setdefault("WANDB_DIR", local_dir)
-            Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+class OptunaAttrs(Callback):
+    """Each Optuna trial's user attributes name its Ray trial, results cell, seeds and W&B runs, so
+    the Optuna dashboard, the results rows and W&B can be matched up."""
 
-        class VariantWandb(WandbLoggerCallback):
-            def log_trial_start(self, trial):
-                job = trial.config.get("job") or {}
-                self.kwargs["job_type"] = job.get("variant", "search")
-                super().log_trial_start(trial)
+    def __init__(self, searcher, template_job: Job, wandb_on: bool):
+        self.searcher, self.template_job, self.wandb_on = searcher, template_job, wandb_on
 
-        # mode and dir go to wandb.init in the logging actors, whose environment lacks WANDB_MODE.
-        return [VariantWandb(project=os.environ.get("WANDB_PROJECT", "crocodile-sweeps"), group=sweep_name,
-                             excludes=["done", "time_this_iter_s"], mode=mode,
-                             **({"dir": os.environ["WANDB_DIR"]} if local_dir else {}))]
-    except Exception as exc:  # noqa: BLE001
-        print(f"W&B disabled: {type(exc).__name__}: {exc}")
-        return []
+    def on_trial_start(self, iteration, trials, trial, **info):
+        # Ray keeps the Ray-trial -> Optuna-trial map privately; without it, attributes are skipped.
+        optuna_trial = getattr(self.searcher, "_ot_trials", {}).get(trial.trial_id)
+        if optuna_trial is None:
+            return
+        job = search_job(dataclasses.asdict(self.template_job), trial.config, trial.trial_id)
+        attrs = {"ray_trial_id": trial.trial_id, "variant": job.variant, "cell": cell_key(job.config(0).flat()),
+                 "seeds": list(job.seeds)}
+        if self.wandb_on:
+            attrs["wandb_runs"] = [wandb_log.run_name(job.variant, seed) for seed in job.seeds]
+        try:
+            for key, value in attrs.items():
+                optuna_trial.set_user_attr(key, value)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must never stop a search
+            print(f"Optuna user attributes not set for {trial.trial_id}: {type(exc).__name__}: {exc}")
 
 
 # ---- the sweep ---------------------------------------------------------------------------------
@@ -242,14 +307,19 @@ def optuna_space(params: tuple[Param, ...]) -> dict:
 
 def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job | None, resources: Resources,
              sweep_uri: str, sweep_name: str, wandb_mode: str, optuna_journal: str | None,
-             num_search_trials: int = 0) -> list:
-    """Run the trials; returns Tune's ResultGrid errors as (job-or-None, error text) pairs."""
-    template = {"job": dataclasses.asdict(template_job) if template_job else None,
-                "train_storage": join(sweep_uri, "train")}
-    trainable = trainable_for(resources, template)
+             num_search_trials: int = 0, console: Console | None = None) -> list:
+    """Run the trials; returns Tune's ResultGrid errors as (job-or-None, error text) pairs.
+
+    wandb_mode: online / offline / off; each trial logs its own runs (sweeper.wandb_log).
+    """
+    console = console or Console()
     fs, local_root = resolve(sweep_uri)
     local_dir = local_root if "://" not in sweep_uri else None
-    callbacks = wandb_callbacks(wandb_mode, sweep_name, f"{local_dir}/wandb" if local_dir else None)
+    target = wandb_log.target_for(wandb_mode, sweep_name, local_dir)
+    template = {"job": dataclasses.asdict(template_job) if template_job else None,
+                "train_storage": join(sweep_uri, "train"), "wandb": wandb_log.target_dict(target)}
+    trainable = trainable_for(resources, template)
+    callbacks = []
     if search is None:
         param_space = {"job": tune.grid_search([dataclasses.asdict(j) for j in jobs])}
         total, metric, mode = len(jobs), "val_auc_overall", "max"
@@ -264,6 +334,12 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
         from ray.tune.search.optuna import OptunaSearch
 
         storage = JournalStorage(JournalFileBackend(optuna_journal))
+        # Created here (OptunaSearch then loads it) to name the objective for Optuna's dashboard.
+        study = optuna.create_study(study_name=sweep_name, storage=storage, load_if_exists=True,
+                                    direction="maximize" if search.mode == "max" else "minimize")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([search.metric])
         searcher = OptunaSearch(metric="objective", mode=search.mode, study_name=sweep_name, storage=storage,
                                 sampler=optuna.samplers.TPESampler(seed=search.sampler_seed))
         scheduler = None
@@ -279,19 +355,39 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
         total, metric, mode = num_search_trials, search.metric, search.mode
         tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
                                       scheduler=scheduler, num_samples=num_search_trials, reuse_actors=True)
+        callbacks.append(OptunaAttrs(searcher, template_job, wandb_on=target is not None))
+    progress = Progress(total, metric, mode, ProgressDisplay(console, total))
     tuner = tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config,
-        run_config=tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:6]}", storage_path=sweep_uri, verbose=0,
-                                  callbacks=[Progress(total, metric, mode), *callbacks],
+        run_config=tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:6]}", storage_path=sweep_uri,
+                                  verbose=1 if console.verbose else 0, callbacks=[progress, *callbacks],
                                   failure_config=tune.FailureConfig(max_failures=2)),
     )
-    grid = tuner.fit()
+    try:
+        with _without_tune_loggers():
+            grid = tuner.fit()
+    finally:
+        progress.display.close()
     errors = []
     for result in grid:
         if result.error is not None:
             job = result.config.get("job") if result.config else None
             errors.append((Job(**job) if job else None, f"{type(result.error).__name__}: {result.error}"))
     return errors
+
+
+@contextlib.contextmanager
+def _without_tune_loggers():
+    """No progress.csv, result.json or TensorBoard events per trial: the Parquet results are the
+    record. Tune reads this when the Tuner builds its callbacks; TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
+    in the environment brings them back."""
+    before = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = before if before is not None else "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
 
 
 def store_trial_errors(errors: list, sweep_uri: str) -> int:

@@ -60,9 +60,26 @@ def test_cli_smoke_test(capsys):
     assert "test metrics" in out and "S6" in out and "samples/s" in out
 
 
-def test_cli_rejects_unknown_key_before_loading_data():
-    with pytest.raises(ValueError, match="unknown config key 'nope'"):
-        main(["--data", "synthetic:kuairand", "nope=1"])
+def test_cli_rejects_unknown_key_before_loading_data(capsys, monkeypatch):
+    import model.train as train_module
+
+    def no_data(spec):
+        raise AssertionError("data must not be loaded for a bad key")
+
+    monkeypatch.setattr(train_module, "load_data", no_data)
+    assert main(["--data", "synthetic:kuairand", "nope=1"]) == 2
+    assert "unknown config key 'nope'" in capsys.readouterr().err
+
+
+def test_cli_bad_value_is_one_line_and_exit_2():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "model.train", "gating=pgg"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "error: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard']"]
 
 
 def test_a_monitor_that_is_never_defined_fails_clearly(tiny):

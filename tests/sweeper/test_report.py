@@ -1,6 +1,7 @@
 """write_report / python -m sweeper.report on hand-made sweep directories (see conftest.py)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweeper import protocol, report, stats, verdicts
+from sweeper import protocol, report, stats, verdicts, wandb_log
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,8 @@ def test_rows_layout_report(make_sweep):
     body = page.split("<body>", 1)[1]
     assert body.index("<h2>Verdicts</h2>") < body.index("<table")  # the answer first
     assert "<li class='verdict better'>Crocodile vs MMoE, overall AUC: +0.15 pts" in body
-    assert body.count("<tr class='muted'>") == 10  # ME-MMoE's per-domain cells: CI only, greyed
+    # ME-MMoE's per-domain cells: CI only, greyed (the stats table's muted rows)
+    assert len(re.findall(r'<td id="T_stats_row\d+_col0" class="[^"]*muted', body)) == 10
 
 
 def test_alpha_layout_report(make_sweep):
@@ -203,8 +205,15 @@ def test_wandb_offline_summary_run(make_sweep, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     sweep_dir = make_sweep("rows")
     out = report.write_report(sweep_dir, wandb_mode="offline")
-    assert "Logged a summary run to W&amp;B (offline)" in (out / "report.html").read_text()
-    assert list((sweep_dir / "wandb").glob("offline-run-*"))
+    assert "Logged the report run to W&amp;B (offline): t5-report, group t5" in (out / "report.html").read_text()
+    (run,) = wandb_log.offline_runs(sweep_dir / "wandb")  # where the sweep's trial runs go too
+    assert (run.name, run.group, run.job_type, run.exit_code) == ("t5-report", "t5", "report", 0)
+    tables = run.tables()
+    assert {"results", "summary", "stats", "published"} <= set(tables)
+    stats_table = tables["stats"]
+    for column in ("delta", "p_adjusted", "n"):  # numbers, not strings
+        index = stats_table["columns"].index(column)
+        assert all(isinstance(row[index], (int, float)) for row in stats_table["data"]), column
     assert "WANDB_MODE" not in os.environ
 
 

@@ -126,6 +126,56 @@ def test_search_runs_optuna_trials_and_its_study_reloads(ray_cluster, tmp_path, 
     assert meta["comparisons"] == [{"variant": "best-1", "reference": "MMoE"}]
 
 
+def test_search_logs_offline_wandb_runs_and_optuna_attributes_quietly(ray_cluster, tmp_path, capsys, monkeypatch):
+    """The W&B and Optuna a researcher opens, read back from the files; the terminal stays short."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from sweeper import wandb_log
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert run.main(["--space", "search_crocodile", "--storage", str(tmp_path / "sweeps"), "--name", "wb",
+                     "--smoke-test", "--wandb", "offline"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines() + captured.err.splitlines()
+    assert len(lines) <= 45 and "Traceback" not in captured.out + captured.err, lines
+    sweep_dir = tmp_path / "sweeps" / "wb"
+    assert f"log: {sweep_dir / 'sweep.log'}" in captured.out and (sweep_dir / "sweep.log").stat().st_size > 0
+    assert f"wandb sync {sweep_dir}/wandb/wandb/offline-run-*" in captured.out and "all finished" in captured.out
+
+    frame = pd.read_parquet(sweep_dir / "results")
+    runs = {r.name: r for r in wandb_log.offline_runs(sweep_dir / "wandb")}
+    trial_runs = {f"{v}-s{s}": (v, s) for v, s in zip(frame["variant"], frame["seed"])}
+    assert set(runs) == {*trial_runs, "wb-report"}  # the sync glob covers every run, the report's too
+    assert {r.group for r in runs.values()} == {"wb"} and all(r.exit_code == 0 for r in runs.values())
+    row = frame.iloc[0]
+    one = runs[f"{row['variant']}-s{row['seed']}"]
+    assert one.job_type == "search"
+    for key in ("alpha", "num_embeddings", "gating", "aux_loss", "aux_rows", "lr", "expert_hidden", "epochs",
+                "variant", "seed", "sweep", "data", "git_commit", "cell"):
+        assert key in one.config, key
+    assert one.config["cell"] == row["cell"] and one.config["alpha"] == pytest.approx(row["alpha"])
+    assert one.summary["test_auc_overall"] == pytest.approx(row["test_auc_overall"])
+    assert [h["epoch"] for h in one.history] == [1] and "val_auc_overall" in one.history[0]
+
+    tables = runs["wb-report"].tables()
+    assert {"results", "summary", "best_configs", "importances"} <= set(tables)
+    results = tables["results"]
+    column = results["columns"].index("test_auc_overall")
+    assert all(isinstance(r[column], float) for r in results["data"]) and len(results["data"]) == 4
+
+    study = optuna.load_study(study_name="wb", storage=JournalStorage(JournalFileBackend(
+        str(sweep_dir / "optuna.journal"))))
+    assert study.metric_names == ["val_auc_overall"]
+    for trial in study.trials:
+        assert "aux_rows" not in trial.params  # one value: fixed, not searched
+        attrs = trial.user_attrs
+        assert attrs["variant"] == f"trial-{attrs['ray_trial_id']}" and attrs["seeds"] == [0]
+        assert attrs["wandb_runs"] == [f"{attrs['variant']}-s0"] and attrs["wandb_runs"][0] in runs
+        assert attrs["cell"] in set(frame["cell"])
+
+
 def test_search_with_asha_prunes_without_losing_finished_trials(ray_cluster, tmp_path):
     import optuna
     from optuna.storages import JournalStorage
@@ -209,3 +259,33 @@ def test_bad_space_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
     assert run.main(["--smoke-test", "--data", "csv:x"]) == 2
     assert run.main(["--smoke-test", "alhpa=1"]) == 2
     assert "unknown config key 'alhpa'" in capsys.readouterr().err
+
+
+def test_every_override_is_checked_even_when_the_variants_set_it(monkeypatch, capsys):
+    from sweeper import tune_runner
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad override")
+
+    monkeypatch.setattr(tune_runner, "connect", no_ray)
+    assert run.main(["--space", "table5_ablation", "gating=pgg"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: override gating=pgg: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard']"]
+    assert run.main(["--space", "table5_ablation", "gating=pg"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "override gating=pg has no effect: every variant" in err
+    assert "MMoE: standard" in err
+    assert run.main(["--space", "search_crocodile", "alpha=0.1"]) == 2
+    assert "override alpha=0.1 has no effect: search.params.alpha" in capsys.readouterr().err
+    assert run.main(["--space", "table5_ablation", "seed=3"]) == 2
+    assert "use --seeds 3" in capsys.readouterr().err
+    space, base, data, notes = run.plan(run.parse_args(["--space", "table4_losses", "--smoke-test", "aux_rows=128"]))
+    assert notes == ["note: aux_rows=128 applies to 6 of 7 variants; +dCorr set aux_rows themselves"]
+
+
+def test_help_lists_the_shipped_spaces_with_their_profiles(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    out = capsys.readouterr().out
+    assert "table5_ablation" in out and "Table 5: ablation of embedding" in out
+    assert "[profiles: laptop, gpu, cluster]" in out and "{auto,online,offline,off}" in out

@@ -65,7 +65,10 @@ def test_missing_seed_shows_its_n_and_pairs_on_the_common_seeds():
 def test_constant_difference_is_not_starred():
     runs = RUNS.assign(test_auc_overall=[0.80, 0.81, 0.82, 0.83, 0.84, 0.85])  # +.03 on every seed: t = inf
     table = demo_table(runs)
-    assert table.rows[1][2] == "0.84000" and "1 cell(s) are not testable" in table.notes[1]
+    assert table.rows[1][2] == f"0.84000{tables.DEGENERATE}" and "1 cell(s) are not testable" in table.notes[1]
+    (row, column, reason), = table.greyed  # greyed in the HTML, its reason on hover and in the notes
+    assert (row, column) == (1, 2) and reason.startswith("not testable: constant difference")
+    assert table.notes[-1].startswith(f"{tables.DEGENERATE} not testable: constant difference")
 
 
 def test_without_hypotheses_the_overall_cell_is_ablation():
