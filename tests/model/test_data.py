@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model.data import MultiDomainData, random_split, shuffled_batches
-from model.datasets import check_spec, load_data
+from model.datasets import load_data
 
 
 def small_data(**changes):
@@ -86,27 +86,3 @@ def test_subset_and_summary(tiny):
     assert sum(v["rows"] for v in summary["per_split_domain"].values()) == tiny.num_rows
     with pytest.raises(ValueError, match="split must be one of"):
         tiny.subset("dev")
-
-
-@pytest.mark.parametrize("spec,message", [("csv:x", "unknown data source 'csv'"),
-                                          ("synthetic:huge", "unknown synthetic size"),
-                                          ("parquet:", "needs a path")])
-def test_bad_data_spec(spec, message):
-    with pytest.raises(ValueError, match=message):
-        check_spec(spec)
-
-
-def test_synthetic_cache_serves_identical_data(tmp_path, monkeypatch):
-    monkeypatch.setenv("CROCODILE_CACHE_DIR", str(tmp_path))
-    import model.datasets as datasets
-    from model.synthetic import SIZES, SyntheticSize
-
-    monkeypatch.setitem(SIZES, "mini", SyntheticSize(num_rows=3000, num_users=50, num_items=200, num_categories=5,
-                                                     num_authors=20))
-    first = datasets.load_data("synthetic:mini:3")
-    cached = list(tmp_path.glob("synthetic-mini-3-*.parquet"))
-    assert len(cached) == 1
-    second = datasets.load_data("synthetic:mini:3")
-    assert torch.equal(first.features, second.features) and torch.equal(first.truth, second.truth)
-    cached[0].write_bytes(b"garbage")  # a damaged cache is rebuilt
-    assert torch.equal(datasets.load_data("synthetic:mini:3").labels, first.labels)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from model.metrics import auc
-from model.synthetic import DOMAIN_NAMES, make_synthetic
+from model.datasets.synthetic import DOMAIN_NAMES, make_synthetic
 
 
 def test_deterministic_by_seed(tiny):
@@ -30,7 +30,7 @@ def test_planted_conflict_between_domains(tiny):
         mask = tiny.domains == d
         assert auc(tiny.truth[mask], tiny.labels[mask]) > 0.75, name
     # ... and the tail domain S6 disagrees with the head domain S1 on half the preference components.
-    from model.synthetic import SIGNS
+    from model.datasets.synthetic import SIGNS
     assert SIGNS[1] != SIGNS[4] and sum(a != b for a, b in zip(SIGNS[1], SIGNS[4])) == 4
 
 
