@@ -16,6 +16,7 @@ nothing here imports the CLI or a preparer):
   prepare    helpers shared by the preparers (atomic output, streaming writer, id counts, CSV)
   kuairand   KuaiRand-1K preparer        aliccp   Ali-CCP preparer
   synthetic  the generated KuaiRand-shaped world
+  snapshot   memory-mapped cache format of generated data
   cli        `python -m model.datasets prepare ...`
 """
 from __future__ import annotations
@@ -23,11 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from model.data import MultiDomainData
 from model.datasets import synthetic
 from model.datasets.prepare import DATA_FILE, SUMMARY_FILE, log
+from model.datasets.snapshot import load_snapshot, save_snapshot
 
 PREPARED_KINDS = ("kuairand1k", "aliccp")
 # Generated worlds by spec kind: (generator, the source files its output depends on).
@@ -46,23 +49,24 @@ def _cache_key(kind: str, size: str, seed: int) -> str:
 
 
 def _generated(kind: str, arg: str) -> MultiDomainData:
-    """Generated data; sizes above tiny are cached as Parquet (generating 11.6 M rows takes ~30 s,
-    loading them ~3 s)."""
+    """Generated data; sizes above tiny are cached as a memory-mapped snapshot (model/datasets/snapshot.py):
+    generating the 11.6 M rows of kuairand takes ~30 s, reloading them ~1 s."""
     size, _, seed = arg.partition(":")
     size, seed = size or "tiny", int(seed or 0)
     make = GENERATORS[kind][0]
     cache_dir = os.environ.get("CROCODILE_CACHE_DIR", str(Path.home() / ".cache" / "crocodile-sweeps"))
     if size == "tiny" or cache_dir in ("", "off"):
         return make(size, seed)
-    path = Path(cache_dir) / f"{_cache_key(kind, size, seed)}.parquet"
+    path = Path(cache_dir) / _cache_key(kind, size, seed)
     if path.exists():
         try:
-            return MultiDomainData.load_parquet(path)
-        except (OSError, ValueError) as exc:  # a damaged cache file is rebuilt, not fatal
-            log(f"rebuilding synthetic cache {path}: {exc}")
+            return load_snapshot(path)
+        except (OSError, ValueError, KeyError) as exc:  # a damaged cache is rebuilt, not fatal
+            log(f"rebuilding synthetic cache {path}: {type(exc).__name__}: {exc}")
+            shutil.rmtree(path, ignore_errors=True)
     data = make(size, seed)
     try:
-        data.save_parquet(path)
+        save_snapshot(data, path)
     except OSError as exc:  # a read-only home still gets its data
         log(f"could not cache synthetic data at {path}: {exc}")
     return data

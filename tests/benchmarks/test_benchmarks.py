@@ -18,3 +18,10 @@ def test_sweep_overhead_smoke():
         ray.shutdown()  # later modules start their own clusters
     assert set(results) == {"no Ray", "Tune, in-process trials"}
     assert all(wall >= own > 0 for wall, own, _ in results.values())
+
+
+def test_data_reload_smoke():
+    from benchmarks.data_reload import main as reload
+
+    results = reload(["--smoke-test"])
+    assert len(results) == 3 and all(t > 0 for t in results.values())

@@ -53,12 +53,19 @@ def test_synthetic_cache_serves_identical_data(tmp_path, monkeypatch):
     monkeypatch.setitem(SIZES, "mini", SyntheticSize(num_rows=3000, num_users=50, num_items=200, num_categories=5,
                                                      num_authors=20))
     first = datasets.load_data("synthetic:mini:3")
-    cached = list(tmp_path.glob("synthetic-mini-3-*.parquet"))
-    assert len(cached) == 1
+    cached = list(tmp_path.glob("synthetic-mini-3-*"))
+    assert len(cached) == 1 and cached[0].is_dir()
     second = datasets.load_data("synthetic:mini:3")
-    assert torch.equal(first.features, second.features) and torch.equal(first.truth, second.truth)
-    cached[0].write_bytes(b"garbage")  # a damaged cache is rebuilt
+    for col in ("features", "labels", "domains", "users", "split", "truth"):
+        assert torch.equal(getattr(first, col), getattr(second, col)), col
+    assert second.field_names == first.field_names and second.vocab_sizes == first.vocab_sizes
+    second.features[0, 0] += 1  # copy-on-write: changes this process's copy only, never the file
+    assert torch.equal(datasets.load_data("synthetic:mini:3").features, first.features)
+    (cached[0] / "features.npy").write_bytes(b"garbage")  # a damaged cache is rebuilt
+    assert torch.equal(datasets.load_data("synthetic:mini:3").features, first.features)
+    (cached[0] / "labels.npy").unlink()  # so is an incomplete one
     assert torch.equal(datasets.load_data("synthetic:mini:3").labels, first.labels)
+    assert [p.name for p in tmp_path.iterdir()] == [cached[0].name]  # no temporary directories left
 
 
 def _imports(path: Path) -> set[str]:
