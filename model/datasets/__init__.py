@@ -1,7 +1,9 @@
 """Datasets by name: the `--data` specs and their loaders.
 
 Specs (what `--data` takes):
-  synthetic:SIZE[:SEED]     generated KuaiRand-shaped data (model/datasets/synthetic.py)
+  synthetic:SIZE[:SEED]     generated KuaiRand-shaped data, world v2 (model/datasets/synthetic.py)
+  synthetic-v1:SIZE[:SEED]  the first synthetic world, frozen so that older sweeps reproduce
+                            (model/datasets/synthetic_v1.py)
   parquet:FILE              a file written by MultiDomainData.save_parquet
   kuairand1k:DIR            the output directory of `prepare kuairand1k` (DIR/data.parquet)
   aliccp:DIR                the output directory of `prepare aliccp`
@@ -15,7 +17,7 @@ nothing here imports the CLI or a preparer):
   __init__   specs, loaders, load_data, check_spec
   prepare    helpers shared by the preparers (atomic output, streaming writer, id counts, CSV)
   kuairand   KuaiRand-1K preparer        aliccp   Ali-CCP preparer
-  synthetic  the generated KuaiRand-shaped world
+  synthetic  synthetic world v2          synthetic_v1   the frozen first world
   snapshot   memory-mapped cache format of generated data
   cli        `python -m model.datasets prepare ...`
 """
@@ -28,24 +30,27 @@ import shutil
 from pathlib import Path
 
 from model.data import MultiDomainData
-from model.datasets import synthetic
+from model.datasets import synthetic, synthetic_v1
 from model.datasets.prepare import DATA_FILE, SUMMARY_FILE, log
 from model.datasets.snapshot import load_snapshot, save_snapshot
 
 PREPARED_KINDS = ("kuairand1k", "aliccp")
-# Generated worlds by spec kind: (generator, the source files its output depends on).
+# Generated worlds by spec kind: (generator, world tag of its cache files, the source files its output
+# depends on).
 GENERATORS = {
-    "synthetic": (synthetic.make_synthetic, (synthetic.__file__,)),
+    "synthetic": (synthetic.make_synthetic, "synthetic-v2", (synthetic.__file__,)),
+    "synthetic-v1": (synthetic_v1.make_synthetic_v1, "synthetic-v1", (synthetic_v1.__file__, synthetic.__file__)),
 }
 
 
 def _cache_key(kind: str, size: str, seed: int) -> str:
     """The cache name of a generated dataset: world, size, seed and a hash of its generator's source,
-    so a changed generator never serves stale data."""
+    so a changed generator never serves stale data and v1 and v2 never share a file."""
+    _, world, sources = GENERATORS[kind]
     digest = hashlib.sha1()
-    for source in GENERATORS[kind][1]:
+    for source in sources:
         digest.update(Path(source).read_bytes())
-    return f"{kind}-{size}-{seed}-{digest.hexdigest()[:10]}"
+    return f"{world}-{size}-{seed}-{digest.hexdigest()[:10]}"
 
 
 def _generated(kind: str, arg: str) -> MultiDomainData:
@@ -91,6 +96,7 @@ def load_prepared(kind: str, arg: str) -> MultiDomainData:
 
 LOADERS = {
     "synthetic": lambda arg: _generated("synthetic", arg),
+    "synthetic-v1": lambda arg: _generated("synthetic-v1", arg),
     "parquet": MultiDomainData.load_parquet,
     "kuairand1k": lambda arg: load_prepared("kuairand1k", arg),
     "aliccp": lambda arg: load_prepared("aliccp", arg),

@@ -53,7 +53,7 @@ def test_synthetic_cache_serves_identical_data(tmp_path, monkeypatch):
     monkeypatch.setitem(SIZES, "mini", SyntheticSize(num_rows=3000, num_users=50, num_items=200, num_categories=5,
                                                      num_authors=20))
     first = datasets.load_data("synthetic:mini:3")
-    cached = list(tmp_path.glob("synthetic-mini-3-*"))
+    cached = list(tmp_path.glob("synthetic-v2-mini-3-*"))
     assert len(cached) == 1 and cached[0].is_dir()
     second = datasets.load_data("synthetic:mini:3")
     for col in ("features", "labels", "domains", "users", "split", "truth"):
@@ -66,6 +66,24 @@ def test_synthetic_cache_serves_identical_data(tmp_path, monkeypatch):
     (cached[0] / "labels.npy").unlink()  # so is an incomplete one
     assert torch.equal(datasets.load_data("synthetic:mini:3").labels, first.labels)
     assert [p.name for p in tmp_path.iterdir()] == [cached[0].name]  # no temporary directories left
+
+
+def test_v1_and_v2_are_cached_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("CROCODILE_CACHE_DIR", str(tmp_path))
+    from model.datasets.synthetic import SIZES, SyntheticSize
+    from model.datasets.synthetic_v1 import make_synthetic_v1
+
+    monkeypatch.setitem(SIZES, "mini", SyntheticSize(num_rows=3000, num_users=50, num_items=200, num_categories=5,
+                                                     num_authors=20))
+    v1, v2 = datasets.load_data("synthetic-v1:mini"), datasets.load_data("synthetic:mini")
+    assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()) == ["synthetic-v1-mini-0", "synthetic-v2-mini-0"]
+    assert v1.name == "synthetic-v1:mini" and v2.name == "synthetic:mini"
+    assert not torch.equal(v1.labels, v2.labels)
+    again = datasets.load_data("synthetic-v1:mini")  # from the cache
+    assert torch.equal(again.features, make_synthetic_v1("mini").features) and torch.equal(again.truth, v1.truth)
+    check_spec("synthetic-v1:kuairand:2")
+    with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
+        check_spec("synthetic-v1:huge")
 
 
 def _imports(path: Path) -> set[str]:
