@@ -17,10 +17,13 @@ for tails), and the tail domains use directions the head domains barely use: a r
 keeps only what the head domains (88 % of rows) need loses exactly the T block.
 
 Users u: group grp(u) = age x gender (12 groups); p_u = a_grp(u) + 0.7 xi_u, a, xi ~ N(0, I_K).
-Items i: category c(i); v_i = b_c(i) + 0.7 zeta_i, b, zeta ~ N(0, I_K).
+Items i: category c(i); v_i = b_c(i) + 0.7 zeta_i + mu 1_C, b, zeta ~ N(0, I_K) [mu = conflict_item_mean = 1].
 Per-user sign conflict: f[u, s] ~ Bernoulli(rho_s) independently [rho = flip_rates =
 (0.25, 0, 0.5, 0.25, 0.5) for S0, S1, S2, S4, S6], and on the conflict block C (the last c of the
 general dims [c = conflict_dims = 2]) sigma[u, s, k] = -1 if f[u, s] = 1 and k in C, else +1.
+Because items load on C with mean mu, a flip reverses not only which items a user prefers but
+also the user's overall liking of the domain: a flipped user who clicks more than average in one
+domain clicks less than average in the other, which is what a label-based conflict set sees.
     Affinity  A(u, i, s) = sum_k W[s, k] sigma[u, s, k] p_u[k] v_i[k] / sqrt(sum_k W[s, k]^2)
     logit     = beta_s + 0.4 pop_i + b_u + b_author(i) + gamma A(u, i, s)     [gamma = interaction = 1.5]
     label     ~ Bernoulli(sigmoid(logit)),  truth = sigmoid(logit)
@@ -116,6 +119,7 @@ class WorldKnobs:
     head_use_of_tail: float = 0.1  # eps: weight of the T block in the head domains
     conflict_dims: int = 2  # c: general directions whose sign a user can flip per domain
     flip_rates: tuple[float, ...] = (0.25, 0.0, 0.5, 0.25, 0.5)  # rho_s per domain, DOMAIN_NAMES order
+    conflict_item_mean: float = 1.0  # mu: mean of every item's profile on the block C
     tail_item_fraction: float = 0.3
     tail_user_fraction: float = 0.2
     tail_share_in_tail: float = 0.5  # P(tail item | tail domain), and P(tail user | tail domain)
@@ -248,6 +252,7 @@ def generate(size: str = "tiny", seed: int = 0, knobs: WorldKnobs = WorldKnobs()
     # Items: category-driven profile, author bias, Zipf popularity, tail membership.
     category = randint(spec.num_categories, I)
     item_profile = randn(spec.num_categories, K)[category] + 0.7 * randn(I, K)  # (I, K)
+    item_profile[:, knobs.blocks()["C"]] += knobs.conflict_item_mean
     author = randint(spec.num_authors, I)
     author_bias = knobs.bias_sd * randn(spec.num_authors)
     item_weight = 1.0 / torch.arange(1, I + 1, dtype=torch.float64) ** 1.05
