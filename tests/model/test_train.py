@@ -23,10 +23,8 @@ def test_brief_training_beats_chance_overall_and_on_large_domains(tiny):
                                           "tower_hidden": (8,), "num_embeddings": 3, "aux_rows": 256})
     epochs = []
     result = train(config, tiny, on_epoch=lambda e, record: epochs.append((e, record)))
-    # Four short epochs on tiny learn mostly the additive part (popularity, biases: an oracle of it
-    # scores ~0.6-0.63); synthetic world v2's S0 also has per-user sign flips, so its bar is lower.
-    for domain, bar in (("overall", 0.62), ("S1", 0.62), ("S0", 0.58)):
-        assert result.metrics[f"test_auc_{domain}"] > bar, domain
+    for domain in ("overall", "S1", "S0"):
+        assert result.metrics[f"test_auc_{domain}"] > 0.62, domain
     assert result.metrics["test_gauc_overall"] > 0.58
     assert result.metrics["test_bayesauc_overall"] > result.metrics["test_auc_overall"]
     assert [e for e, _ in epochs] == list(range(1, result.epochs_run + 1))
