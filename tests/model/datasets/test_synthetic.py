@@ -4,6 +4,7 @@ import torch
 
 from model.datasets.synthetic import (DOMAIN_NAMES, SIZES, TAIL_DOMAINS, SyntheticSize, WorldKnobs, generate,
                                       make_synthetic, reference_aucs)
+from model.diagnostics import conflict_users
 from model.metrics import auc
 
 
@@ -94,6 +95,14 @@ def test_truth_beats_collapsed_and_additive_oracles_where_it_should(monkeypatch)
     assert ref["bayes"]["S0"] > ref["no_user_flips"]["S0"] + 0.05  # S0 users flip at rate 0.25
     assert ref["bayes"]["S1"] == pytest.approx(ref["no_user_flips"]["S1"], abs=1e-9)  # S1 never flips
     assert auc(data.truth, data.labels) == pytest.approx(ref["bayes"]["overall"], abs=0.01)
+    # The label-based conflict set of the Diversity Index finds the planted conflicts: far more of
+    # the users it flags conflict in truth than of the users it judges.
+    train = data.subset("train")
+    for a, b in (("S1", "S6"), ("S0", "S1"), ("S2", "S4")):
+        i, j = DOMAIN_NAMES.index(a), DOMAIN_NAMES.index(b)
+        flagged = conflict_users(train.users, train.labels, train.domains, i, j)
+        truth = world.conflicting_users(i, j)
+        assert len(flagged) > 50 and truth[flagged].float().mean() > world.conflict_rate(i, j) + 0.1, (a, b)
 
 
 def test_unknown_size():
