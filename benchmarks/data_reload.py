@@ -90,9 +90,10 @@ def main(argv=None) -> dict[str, float]:
               f"{sum(p.stat().st_size for p in snapshot.iterdir()) / 1e6:,.0f} MB")
         del data
         results = {}
-        for name, load in (("before: Parquet, stack, validate", lambda: load_parquet_before(parquet)),
-                           ("Parquet now (MultiDomainData.load_parquet)", lambda: MultiDomainData.load_parquet(parquet)),
-                           ("snapshot (memory-mapped, validated)", lambda: load_snapshot(snapshot))):
+        loaders = {"before: Parquet, stack, validate": lambda: load_parquet_before(parquet),
+                   "Parquet now (MultiDomainData.load_parquet)": lambda: MultiDomainData.load_parquet(parquet),
+                   "snapshot (memory-mapped, validated)": lambda: load_snapshot(snapshot)}
+        for name, load in loaders.items():
             results[name], loaded = best_of(repeats, load)
             print(f"  {name:<44} {results[name]:7.2f} s", flush=True)
         validate_s, _ = best_of(repeats, loaded.validate)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager
 
 import torch
 
@@ -40,6 +41,22 @@ SPECTRUM_FLOOR = 1e-12  # sigma_i / sigma_max below this is saved as log(1e-12) 
 FREQUENCY_GROUPS = 5  # item exposure-frequency groups, high to low (paper Fig. 2b)
 TAU_T, TAU_B = 2.0, 0.5  # DI thresholds, relative to the median expert-output norm
 MIN_ROWS = 3  # rows a user needs in each domain of a pair to be judged in conflict
+
+
+@contextmanager
+def one_thread():
+    """Run torch single-threaded inside the block (the diagnostics do).
+
+    The SVDs here are small (at most ~10^5 x 64). Multi-threaded LAPACK on them was up to 100x
+    slower on a busy 2-core machine (22 s instead of 0.17 s for the 25 expert matrices of one
+    call, measured); one thread is never far from the best on these shapes.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---- collapse: singular values -----------------------------------------------------------------
@@ -55,7 +72,10 @@ def singular_values(matrix: torch.Tensor) -> torch.Tensor:
 
 def information_abundance(E: torch.Tensor) -> float:
     """IA(E) = ||sigma(E)||_1 / ||sigma(E)||_inf, in [1, E.shape[1]]; NaN for a zero matrix."""
-    sigma = singular_values(E)
+    return _abundance(singular_values(E))
+
+
+def _abundance(sigma: torch.Tensor) -> float:
     top = float(sigma[0])
     return float(sigma.sum()) / top if top > 0 else math.nan
 
@@ -66,7 +86,10 @@ def log_spectrum(E: torch.Tensor, max_values: int = SPECTRUM_VALUES) -> list[flo
     At most max_values values: longer spectra keep max_values evenly spaced ranks, first and last
     included. Ratios below SPECTRUM_FLOOR are saved as log(SPECTRUM_FLOOR).
     """
-    sigma = singular_values(E)
+    return _log_spectrum(singular_values(E), max_values)
+
+
+def _log_spectrum(sigma: torch.Tensor, max_values: int = SPECTRUM_VALUES) -> list[float]:
     if float(sigma[0]) == 0:
         return [math.log(SPECTRUM_FLOOR)] * min(len(sigma), max_values)
     if len(sigma) > max_values:
@@ -128,30 +151,39 @@ def diversity_index(outputs: torch.Tensor, conflict: torch.Tensor, *, tau_t: flo
     return float(both.double().mean())
 
 
+def _user_deviation(users: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor, s: int,
+                    min_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted ids, ybar_us - ybar_s) of the users with >= min_rows rows in domain s."""
+    mask = domains == s
+    ids, inverse, n = torch.unique(users[mask], return_inverse=True, return_counts=True)
+    y = labels[mask].to(torch.float64)
+    clicks = torch.zeros(len(ids), dtype=torch.float64, device=ids.device).index_add_(0, inverse, y)
+    keep = n >= min_rows
+    mean = y.mean() if len(y) else torch.zeros((), dtype=torch.float64)
+    return ids[keep], (clicks / n)[keep] - mean
+
+
+def _opposite(dev_i: tuple[torch.Tensor, torch.Tensor], dev_j: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    (ids_i, d_i), (ids_j, d_j) = dev_i, dev_j
+    both = torch.isin(ids_i, ids_j)
+    ids = ids_i[both]
+    return ids[d_i[both] * d_j[torch.searchsorted(ids_j, ids)] < 0]  # ids_j is sorted (torch.unique)
+
+
 def conflict_users(users: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor, i: int, j: int,
                    min_rows: int = MIN_ROWS) -> torch.Tensor:
     """U_con(i, j) (sorted user ids): users with >= min_rows rows in both domains whose mean label
     is above the domain's mean in one and below it in the other. users, labels, domains (N,)."""
-    deviation = []
-    for s in (i, j):
-        mask = domains == s
-        ids, inverse, n = torch.unique(users[mask], return_inverse=True, return_counts=True)
-        clicks = torch.zeros(len(ids), dtype=torch.float64, device=ids.device).index_add_(
-            0, inverse, labels[mask].to(torch.float64))
-        keep = n >= min_rows
-        mean = labels[mask].to(torch.float64).mean() if mask.any() else torch.zeros((), dtype=torch.float64)
-        deviation.append((ids[keep], (clicks / n)[keep] - mean))
-    (ids_i, dev_i), (ids_j, dev_j) = deviation
-    both = torch.isin(ids_i, ids_j)
-    ids, dev_i = ids_i[both], dev_i[both]
-    dev_j = dev_j[torch.searchsorted(ids_j, ids)]  # ids_j is sorted (torch.unique)
-    return ids[dev_i * dev_j < 0]
+    return _opposite(_user_deviation(users, labels, domains, i, min_rows),
+                     _user_deviation(users, labels, domains, j, min_rows))
 
 
 def conflict_users_by_pair(users: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor,
-                           domain_names: tuple[str, ...], min_rows: int = MIN_ROWS) -> dict[tuple[str, str], torch.Tensor]:
+                           domain_names: tuple[str, ...],
+                           min_rows: int = MIN_ROWS) -> dict[tuple[str, str], torch.Tensor]:
     """U_con for every domain pair (names in domain order), from rows such as the train split."""
-    return {(domain_names[i], domain_names[j]): conflict_users(users, labels, domains, i, j, min_rows)
+    dev = [_user_deviation(users, labels, domains, s, min_rows) for s in range(len(domain_names))]
+    return {(domain_names[i], domain_names[j]): _opposite(dev[i], dev[j])
             for i, j in itertools.combinations(range(len(domain_names)), 2)}
 
 
@@ -178,20 +210,27 @@ def gather_diagnostics(
     Scalars: ia_<table>, ia_<table>_freq<g> (g = 1 highest .. 5 lowest; tables in `exposure`),
     ia_expert<p>_<domain>, di_<a>_<b>. Spectra (log_spectrum): <table>, expert<p>_<domain>.
     """
+    if (row_users is None) != (conflicts is None):
+        raise ValueError("DI needs both row_users and conflicts (or neither, to skip DI)")
+    with one_thread():
+        return _gather(embedding_tables, expert_outputs, row_users, conflicts, exposure, tau_t, tau_b)
+
+
+def _gather(embedding_tables, expert_outputs, row_users, conflicts, exposure, tau_t, tau_b):
     scalars: dict[str, float] = {}
     spectra: dict[str, list[float]] = {}
     for name, table in embedding_tables.items():
-        scalars[f"ia_{name}"] = information_abundance(table)
-        spectra[name] = log_spectrum(table)
+        sigma = singular_values(table)  # once for both IA and spectrum
+        scalars[f"ia_{name}"], spectra[name] = _abundance(sigma), _log_spectrum(sigma)
         if exposure is not None and name in exposure:
             for g, value in enumerate(ia_by_frequency(table, exposure[name]), start=1):
                 scalars[f"ia_{name}_freq{g}"] = value
     for domain, outputs in expert_outputs.items():
-        for p, value in enumerate(expert_ia(outputs)):
-            scalars[f"ia_expert{p}_{domain}"] = value
-            spectra[f"expert{p}_{domain}"] = log_spectrum(outputs[p])
-    if (row_users is None) != (conflicts is None):
-        raise ValueError("DI needs both row_users and conflicts (or neither, to skip DI)")
+        if outputs.dim() != 3:
+            raise ValueError(f"expert outputs of {domain!r} must be (M, n, D), got shape {tuple(outputs.shape)}")
+        for p in range(outputs.shape[0]):
+            sigma = singular_values(outputs[p])
+            scalars[f"ia_expert{p}_{domain}"], spectra[f"expert{p}_{domain}"] = _abundance(sigma), _log_spectrum(sigma)
     if conflicts is not None:
         missing = [d for d in expert_outputs if d not in row_users]
         if missing:

@@ -2,8 +2,9 @@
 
 The cache of generated data uses it: the 11.6 M-row synthetic:kuairand reloads in 1.2 s, validation
 included, instead of 10 s from Parquet as before, where decoding, stacking 19 columns into (N, F),
-the copies and validate() dominated (benchmarks/data_reload.py measures both in one process). The price is disk: the arrays are stored as
-they are in memory, uncompressed (about 2.1 GB for kuairand, 180 MB for small; Parquet: 230 MB / 20 MB).
+the copies and validate() dominated (benchmarks/data_reload.py measures both in one process). The
+price is disk: the arrays are stored as they are in memory, uncompressed (about 2.1 GB for
+kuairand, 180 MB for small; Parquet: 230 MB / 20 MB).
 
 Layout of DIR: meta.json (name, field names, vocabulary sizes, domain names, rows, format version)
 and features.npy (N, F) int64, labels.npy (N,) float32, domains.npy (N,) int64, users.npy (N,)

@@ -48,7 +48,6 @@ which bound what a collapsed or a linear model can reach (see the README for the
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import torch

@@ -25,3 +25,10 @@ def test_data_reload_smoke():
 
     results = reload(["--smoke-test"])
     assert len(results) == 3 and all(t > 0 for t in results.values())
+
+
+def test_diagnostics_cost_smoke():
+    from benchmarks.diagnostics_cost import main as cost
+
+    results = cost(["--smoke-test", "--per-domain", "256"])
+    assert results["epoch_s"] > 0 and results["call_s"] > 0 and results["num_scalars"] > 40

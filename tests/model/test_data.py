@@ -86,3 +86,17 @@ def test_subset_and_summary(tiny):
     assert sum(v["rows"] for v in summary["per_split_domain"].values()) == tiny.num_rows
     with pytest.raises(ValueError, match="split must be one of"):
         tiny.subset("dev")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_range_check_paths_agree(dtype):
+    from model.data import _fields_out_of_range
+
+    features = torch.tensor([[0, 5, 2], [3, 1, -1], [2, 2, 1]], dtype=dtype)
+    # Column 2 holds -1 (always bad); columns 0 and 1 are bad when their vocabulary is too small.
+    for vocab, bad in (((4, 6, 3), [2]), ((3, 6, 3), [0, 2]), ((4, 5, 3), [1, 2]), ((2, 2, 9), [0, 1, 2])):
+        assert _fields_out_of_range(features, vocab, use_numpy=True) == bad
+        assert _fields_out_of_range(features, vocab, use_numpy=False) == bad
+    fine = features.clamp_min(0)
+    assert _fields_out_of_range(fine, (4, 6, 3), use_numpy=True) == []
+    assert _fields_out_of_range(fine, (4, 6, 3), use_numpy=False) == []

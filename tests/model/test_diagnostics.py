@@ -106,7 +106,8 @@ def test_crocodile_adapter_and_gather(tiny):
     fields = {"user_id": tiny.field_names.index("user_id"), "item_id": tiny.field_names.index("item_id")}
     seen = {name: exposure_counts(train.features[:, col]) for name, col in fields.items()}
     tables = crocodile_embedding_tables(model, fields, {name: ids for name, (ids, _) in seen.items()})
-    assert sorted(tables) == sorted([f"{f}_set{p}" for f in fields for p in range(3)] + ["user_id_prior", "item_id_prior"])
+    expected = [f"{f}_set{p}" for f in fields for p in range(3)] + ["user_id_prior", "item_id_prior"]
+    assert sorted(tables) == sorted(expected)
     item_col, d = fields["item_id"], 16
     ids = seen["item_id"][0]
     lookup = model.embedding(torch.stack([torch.zeros_like(ids)] * tiny.num_fields, 1).index_put_(
