@@ -109,7 +109,7 @@ def child(raw: str, out: str, block_mb: int) -> None:
     """Run the preparer in this (fresh) process and print its memory figures as JSON."""
     import tracemalloc
 
-    from model import aliccp
+    from model.datasets import aliccp
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
     started = time.perf_counter()

@@ -186,7 +186,7 @@ def best_variants(space: Space, storage: str) -> tuple[Variant, ...]:
 
 def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | None) -> dict:
     dataset = data.split(":", 1)[0] if data.split(":", 1)[0] in ("kuairand1k", "aliccp") else None
-    from model.synthetic import DOMAIN_NAMES
+    from model.datasets.synthetic import DOMAIN_NAMES
     return {
         "name": space.name, "study": space.study, "table": space.table, "layout": space.layout, "data": data,
         "dataset": dataset, "domains": None if dataset else list(DOMAIN_NAMES), "metrics": list(space.metrics),

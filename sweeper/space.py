@@ -233,7 +233,7 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
         names = [f"best-{k}" for k in range(1, base_from.top_k + 1)] + names
     domains = None
     if data.split(":", 1)[0] == "synthetic":
-        from model.synthetic import DOMAIN_NAMES
+        from model.datasets.synthetic import DOMAIN_NAMES
         domains = ("overall", *DOMAIN_NAMES)
     out, wheres = [], []
     for i, entry in enumerate(entries):

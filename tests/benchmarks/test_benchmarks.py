@@ -30,3 +30,17 @@ def test_convergence_smoke(capsys):
     assert set(curves) == {"MMoE", "Crocodile"} and all(len(c) == 2 for c in curves.values())
     assert "% of the Bayes gap" in capsys.readouterr().out
     assert bayes_fraction(0.8, 0.9) == pytest.approx(0.75)
+
+
+def test_data_reload_smoke():
+    from benchmarks.data_reload import main as reload
+
+    results = reload(["--smoke-test"])
+    assert len(results) == 3 and all(t > 0 for t in results.values())
+
+
+def test_diagnostics_cost_smoke():
+    from benchmarks.diagnostics_cost import main as cost
+
+    results = cost(["--smoke-test", "--per-domain", "256"])
+    assert results["epoch_s"] > 0 and results["call_s"] > 0 and results["num_scalars"] > 40

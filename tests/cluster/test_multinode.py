@@ -21,7 +21,7 @@ from sweeper.store import ResultsStore
 pytestmark = pytest.mark.ray
 
 VARIANTS = [{"name": "MMoE", "set": {"embedding": "SE", "gating": "standard", "aux_loss": "none"}},
-            {"name": "ME-MMoE", "set": {"embedding": "ME", "gating": "standard", "aux_loss": "none"}},
+            {"name": "ME-MMoE-PG", "set": {"embedding": "ME", "gating": "pg", "aux_loss": "none"}},
             {"name": "Crocodile", "set": {"embedding": "ME", "gating": "peg", "aux_loss": "cov"}}]
 
 

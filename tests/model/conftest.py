@@ -1,6 +1,6 @@
 import pytest
 
-from model.synthetic import make_synthetic
+from model.datasets.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model.data import MultiDomainData, random_split, shuffled_batches
-from model.datasets import check_spec, load_data
+from model.datasets import load_data
 
 
 def small_data(**changes):
@@ -88,25 +88,15 @@ def test_subset_and_summary(tiny):
         tiny.subset("dev")
 
 
-@pytest.mark.parametrize("spec,message", [("csv:x", "unknown data source 'csv'"),
-                                          ("synthetic:huge", "unknown synthetic size"),
-                                          ("parquet:", "needs a path")])
-def test_bad_data_spec(spec, message):
-    with pytest.raises(ValueError, match=message):
-        check_spec(spec)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_range_check_paths_agree(dtype):
+    from model.data import _fields_out_of_range
 
-
-def test_synthetic_cache_serves_identical_data(tmp_path, monkeypatch):
-    monkeypatch.setenv("CROCODILE_CACHE_DIR", str(tmp_path))
-    import model.datasets as datasets
-    from model.synthetic import SIZES, SyntheticSize
-
-    monkeypatch.setitem(SIZES, "mini", SyntheticSize(num_rows=3000, num_users=50, num_items=200, num_categories=5,
-                                                     num_authors=20))
-    first = datasets.load_data("synthetic:mini:3")
-    cached = list(tmp_path.glob("synthetic-mini-3-*.parquet"))
-    assert len(cached) == 1
-    second = datasets.load_data("synthetic:mini:3")
-    assert torch.equal(first.features, second.features) and torch.equal(first.truth, second.truth)
-    cached[0].write_bytes(b"garbage")  # a damaged cache is rebuilt
-    assert torch.equal(datasets.load_data("synthetic:mini:3").labels, first.labels)
+    features = torch.tensor([[0, 5, 2], [3, 1, -1], [2, 2, 1]], dtype=dtype)
+    # Column 2 holds -1 (always bad); columns 0 and 1 are bad when their vocabulary is too small.
+    for vocab, bad in (((4, 6, 3), [2]), ((3, 6, 3), [0, 2]), ((4, 5, 3), [1, 2]), ((2, 2, 9), [0, 1, 2])):
+        assert _fields_out_of_range(features, vocab, use_numpy=True) == bad
+        assert _fields_out_of_range(features, vocab, use_numpy=False) == bad
+    fine = features.clamp_min(0)
+    assert _fields_out_of_range(fine, (4, 6, 3), use_numpy=True) == []
+    assert _fields_out_of_range(fine, (4, 6, 3), use_numpy=False) == []

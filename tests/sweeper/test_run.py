@@ -230,7 +230,7 @@ def test_run_py_copied_alone_runs(ray_cluster, tmp_path):
 
 
 def test_smoke_sweep_on_prepared_real_sample(ray_cluster, tmp_path):
-    from model.datasets import main as datasets_main
+    from model.datasets.cli import main as datasets_main
 
     prepared = tmp_path / "kr"
     datasets_main(["prepare", "kuairand1k", "--merged", str(REPO / "tests/fixtures/kuairand/log_merged_sample_1k.csv"),

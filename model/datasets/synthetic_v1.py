@@ -1,4 +1,8 @@
-"""Synthetic KuaiRand-1K-shaped data with a planted click model: the default, download-free dataset.
+"""The first synthetic world (`--data synthetic-v1:SIZE[:SEED]`), frozen so that sweeps run on it reproduce.
+
+Its output is bit-identical to what `synthetic:*` generated before world v2 (tests/model/datasets/
+test_synthetic_v1.py pins checksums); do not change it. Sizes, domains, fields and the click-rate
+calibration are shared with world v2 (model/datasets/synthetic.py).
 
 The planted model (all draws from one generator seeded by `seed`):
   * Users u have an age x gender group g(u); their K=8-dim preference p_u = a_g + 0.7 * noise.
@@ -17,30 +21,14 @@ the model's (metric names `bayesauc`, `bayesgauc`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from model.data import MultiDomainData, random_split
+from model.datasets.synthetic import (DOMAIN_NAMES, DOMAIN_SHARES, ITEM_FIELDS, SIZES, USER_FIELDS,
+                                      calibrated_offsets)
 
-
-@dataclass(frozen=True)
-class SyntheticSize:
-    num_rows: int
-    num_users: int
-    num_items: int
-    num_categories: int
-    num_authors: int
-
-
-SIZES = {
-    "tiny": SyntheticSize(num_rows=20_000, num_users=200, num_items=1_000, num_categories=12, num_authors=100),
-    "small": SyntheticSize(num_rows=1_000_000, num_users=1_000, num_items=20_000, num_categories=40, num_authors=2_000),
-    "kuairand": SyntheticSize(num_rows=11_648_743, num_users=1_000, num_items=188_000, num_categories=60,
-                              num_authors=20_000),
-}
-DOMAIN_NAMES = ("S0", "S1", "S2", "S4", "S6")
-DOMAIN_SHARES = (2_407_352, 7_760_237, 402_366, 895_385, 183_403)  # KuaiRand-1K rows per tab
+NUM_LATENT = 8
 # Sign of each preference component per domain: columns 0-3 shared, 4-7 in conflict.
 SIGNS = (
     (1, 1, 1, 1, 1, -1, 1, -1),   # S0
@@ -49,17 +37,9 @@ SIGNS = (
     (1, 1, 1, 1, -1, 1, -1, 1),   # S4
     (1, 1, 1, 1, -1, -1, -1, -1),  # S6
 )
-CLICK_RATE = 0.3
-NUM_LATENT = 8
-# Attribute fields: name -> vocabulary size. Some are informative (age, gender, category, author,
-# tag), some are noise, as in real logs.
-USER_FIELDS = {"user_age": 6, "user_gender": 2, "user_activity": 5, "user_fans": 8, "user_follow": 8,
-               "user_register": 7, "user_city": 30, "user_device": 10}
-ITEM_FIELDS = {"item_author": 0, "item_category": 0, "item_tag": 0, "item_duration": 10, "item_music": 50,
-               "item_upload": 4, "item_visible": 3, "item_age": 12}
 
 
-def make_synthetic(size: str = "tiny", seed: int = 0) -> MultiDomainData:
+def make_synthetic_v1(size: str = "tiny", seed: int = 0) -> MultiDomainData:
     """Generate the named size deterministically from seed (same seed, same data)."""
     if size not in SIZES:
         raise ValueError(f"unknown synthetic size {size!r}; valid: {sorted(SIZES)}")
@@ -102,7 +82,7 @@ def make_synthetic(size: str = "tiny", seed: int = 0) -> MultiDomainData:
     signs = torch.tensor(SIGNS, dtype=torch.float32)[domains]  # (N, K)
     affinity = (signs * user_pref[users] * item_profile[items]).sum(1) / math.sqrt(K)  # (N,)
     logit = 0.4 * popularity[items].float() + user_bias[users] + author_bias[author[items]] + 1.2 * affinity
-    logit = logit + _calibrated_offsets(logit, domains, len(DOMAIN_NAMES), gen)[domains]
+    logit = logit + calibrated_offsets(logit, domains, len(DOMAIN_NAMES), gen)[domains]
     truth = torch.sigmoid(logit)
     labels = torch.bernoulli(truth, generator=gen)
 
@@ -110,27 +90,9 @@ def make_synthetic(size: str = "tiny", seed: int = 0) -> MultiDomainData:
     columns |= {name: (attr[users], USER_FIELDS[name]) for name, attr in user_attr.items()}
     columns |= {name: (attr[items], item_vocab[name]) for name, attr in item_attr.items()}
     return MultiDomainData(
-        name=f"synthetic:{size}",
+        name=f"synthetic-v1:{size}",
         features=torch.stack([col for col, _ in columns.values()], dim=1),  # (N, F)
         labels=labels.float(), domains=domains, users=users, split=random_split(N, seed),
         field_names=tuple(columns), vocab_sizes=tuple(v for _, v in columns.values()),
         domain_names=DOMAIN_NAMES, truth=truth.float(),
     ).validate()
-
-
-def _calibrated_offsets(logit: torch.Tensor, domains: torch.Tensor, num_domains: int,
-                        gen: torch.Generator) -> torch.Tensor:
-    """Per-domain offsets (S,) that bring each domain's mean click probability to CLICK_RATE.
-
-    Bisection on a fixed 200k-row sample keeps this cheap at 11.6 M rows.
-    """
-    sample = torch.randint(logit.shape[0], (min(200_000, logit.shape[0]),), generator=gen)
-    lo, hi = torch.full((num_domains,), -10.0), torch.full((num_domains,), 10.0)
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        rate = torch.zeros(num_domains).index_add_(0, domains[sample], torch.sigmoid(logit[sample] + mid[domains[sample]]))
-        rate = rate / torch.bincount(domains[sample], minlength=num_domains).clamp_min(1)
-        too_high = rate > CLICK_RATE
-        hi = torch.where(too_high, mid, hi)
-        lo = torch.where(too_high, lo, mid)
-    return (lo + hi) / 2

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.aliccp import KNOWN_FIELDS, field_name, prepare_processed, prepare_raw
+from model.datasets.aliccp import KNOWN_FIELDS, field_name, prepare_processed, prepare_raw
 from model.data import MultiDomainData
 from model.datasets import load_data
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aliccp"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "aliccp"
 # The real samples, where this checkout has them (../shared/data next to the repo, or shared/data in it).
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[3]
 _CANDIDATES = [d / "aliccp" for d in (_REPO.parent / "shared" / "data", _REPO / "shared" / "data")]
 SHARED = next((d for d in _CANDIDATES if d.is_dir()), _CANDIDATES[0])
 SKELETON_HEADER = "sample_id,click,purchase,common_feature_index,feature_num,feature_list"

@@ -1,17 +1,8 @@
-"""Datasets by name, and the preparation of the paper's real datasets.
+"""Helpers shared by the preparers of the paper's datasets (model/datasets/kuairand.py, aliccp.py).
 
-Specs (what `--data` takes):
-  synthetic:SIZE[:SEED]   generated KuaiRand-shaped data (model/synthetic.py)
-  parquet:FILE            a file written by MultiDomainData.save_parquet
-  kuairand1k:DIR          the output directory of `prepare kuairand1k` (DIR/data.parquet)
-  aliccp:DIR              the output directory of `prepare aliccp`
-
-Preparation (see model/kuairand.py and model/aliccp.py for what each does to the data):
-  python -m model.datasets prepare kuairand1k --raw DIR --out DIR [--split random|time]
-  python -m model.datasets prepare kuairand1k --merged FILE --out DIR
-  python -m model.datasets prepare aliccp --raw DIR --out DIR [--fields 101,205,...] [--block-mb 32]
-  python -m model.datasets prepare aliccp --processed DIR --out DIR
-  common options: [--force] [--min-count 10] [--seed 0]
+Fingerprint of the inputs, atomic output directory (data.parquet + summary.json), streaming Parquet
+writer of MultiDomainData's layout, streaming id counter, frequency filtering and remapping, the
+stratified split, per-split statistics, and CSV reading in pieces with located errors.
 
 An output directory holds data.parquet (the model's format: field names, vocabulary sizes and domain
 names in its metadata, the split as a column) and summary.json (rows per domain and split, click rates,
@@ -20,14 +11,9 @@ Re-running with the same inputs and options is a no-op unless --force. Both file
 temporary names and renamed; summary.json is removed before data.parquet is replaced and written
 last, so an interrupted run leaves either the previous good pair or a directory that the next run
 rebuilds.
-
-The helpers below (fingerprint, atomic output, streaming Parquet writer, streaming id counter, the
-stratified split, located CSV errors) are shared by the two preparers.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import math
 import os
@@ -42,95 +28,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from model.data import META_KEY, SPLITS, MultiDomainData
-from model import synthetic
-from model.synthetic import SIZES, make_synthetic
+from model.data import META_KEY, SPLITS
 
 DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.json"
-PREPARED_KINDS = ("kuairand1k", "aliccp")
 # Bumped whenever a preparer's output for the same input changes: a stale output is then rebuilt.
 PREPARE_VERSION = 1
 # Raw ids that are absent (a row lacks the field) are carried as this value until remapping.
 MISSING = np.iinfo(np.int64).min
 
-
-# ---- loaders -----------------------------------------------------------------------------------
-
-def _synthetic(arg: str) -> MultiDomainData:
-    """Generated data; sizes above tiny are cached as Parquet (generating 11.6 M rows takes ~30 s,
-    loading them ~3 s), keyed by the generator's source so a changed generator never serves stale data."""
-    size, _, seed = arg.partition(":")
-    if seed and not seed.isdigit():
-        raise ValueError(f"synthetic data seed must be a non-negative integer, got {seed!r}")
-    size, seed = size or "tiny", int(seed or 0)
-    cache_dir = os.environ.get("CROCODILE_CACHE_DIR", str(Path.home() / ".cache" / "crocodile-sweeps"))
-    if size == "tiny" or cache_dir in ("", "off"):
-        return make_synthetic(size, seed)
-    version = hashlib.sha1(Path(synthetic.__file__).read_bytes()).hexdigest()[:10]
-    path = Path(cache_dir) / f"synthetic-{size}-{seed}-{version}.parquet"
-    if path.exists():
-        try:
-            return MultiDomainData.load_parquet(path)
-        except (OSError, ValueError) as exc:  # a damaged cache file is rebuilt, not fatal
-            log(f"rebuilding synthetic cache {path}: {exc}")
-    data = make_synthetic(size, seed)
-    try:
-        data.save_parquet(path)
-    except OSError as exc:  # a read-only home still gets its data
-        log(f"could not cache synthetic data at {path}: {exc}")
-    return data
-
-
-def load_prepared(kind: str, arg: str) -> MultiDomainData:
-    """Load the output directory of `prepare KIND` (or its data.parquet file directly)."""
-    path = Path(arg)
-    data_path = path if path.suffix == ".parquet" else path / DATA_FILE
-    if not data_path.exists():
-        raise FileNotFoundError(
-            f"{kind} data {str(data_path)!r} does not exist; prepare it first with "
-            f"`python -m model.datasets prepare {kind} --raw RAW_DIR --out {path}`")
-    summary_path = data_path.parent / SUMMARY_FILE
-    if summary_path.exists():
-        made_by = json.loads(summary_path.read_text()).get("dataset")
-        if made_by not in (None, kind):
-            raise ValueError(f"{str(data_path.parent)!r} holds prepared {made_by!r} data, not {kind!r}; "
-                             f"use --data {made_by}:{arg}")
-    return MultiDomainData.load_parquet(data_path)
-
-
-LOADERS = {
-    "synthetic": _synthetic,
-    "parquet": MultiDomainData.load_parquet,
-    "kuairand1k": lambda arg: load_prepared("kuairand1k", arg),
-    "aliccp": lambda arg: load_prepared("aliccp", arg),
-}
-
-
-def check_spec(spec: str) -> None:
-    """Fail fast (before any expensive work) on a malformed data spec.
-
-    Only the form is checked: a path may exist only where the run executes (e.g. a cluster's disk).
-    """
-    kind, sep, arg = spec.partition(":")
-    if kind not in LOADERS:
-        raise ValueError(f"unknown data source {kind!r} in {spec!r}; valid: {sorted(LOADERS)} "
-                         f"(e.g. synthetic:tiny, parquet:/path/data.parquet, kuairand1k:/path/prepared_dir, "
-                         f"aliccp:/path/prepared_dir)")
-    if kind == "synthetic" and arg.partition(":")[0] not in SIZES and arg:
-        raise ValueError(f"unknown synthetic size in {spec!r}; valid: {sorted(SIZES)}")
-    if kind != "synthetic" and not arg:
-        what = "a prepared directory" if kind in PREPARED_KINDS else "a path"
-        raise ValueError(f"data spec {spec!r} needs {what} after {kind}:")
-
-
-def load_data(spec: str) -> MultiDomainData:
-    check_spec(spec)
-    kind, _, arg = spec.partition(":")
-    return LOADERS[kind](arg)
-
-
-# ---- shared preparation helpers ----------------------------------------------------------------
 
 def log(message: str) -> None:
     """Progress and notes of the preparers go to stderr; the summary goes to stdout."""
@@ -523,69 +429,3 @@ def finite_json(x):
     if isinstance(x, list):
         return [finite_json(v) for v in x]
     return x
-
-
-# ---- CLI ---------------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(prog="python -m model.datasets", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare", help="turn official/processed files into the model's Parquet format")
-    psub = prep.add_subparsers(dest="dataset", required=True)
-
-    def common(p):
-        p.add_argument("--out", required=True, help="output directory (data.parquet + summary.json)")
-        p.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
-        p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-
-    k = psub.add_parser("kuairand1k", help="KuaiRand-1K")
-    src = k.add_mutually_exclusive_group(required=True)
-    src.add_argument("--raw", help="directory with log_standard_*.csv, user_features*.csv, video_features_basic*.csv")
-    src.add_argument("--merged", help="one CSV of log rows already joined with user/video features")
-    common(k)
-    k.add_argument("--split", choices=("random", "time"), default="random",
-                   help="random: 80/10/10 per domain by --seed; time: by time_ms (raw layout only)")
-    k.add_argument("--min-count", type=int, default=10, help="ids seen fewer times in train map to id 0")
-    k.add_argument("--max-domains", type=int, default=5, help="keep the N largest tab values (default 5)")
-
-    a = psub.add_parser("aliccp", help="Ali-CCP")
-    src = a.add_mutually_exclusive_group(required=True)
-    src.add_argument("--raw", help="directory with sample_skeleton_{train,test}.csv and "
-                                   "common_features_{train,test}.csv")
-    src.add_argument("--processed", help="directory with processed *train*.csv, [*val*.csv,] *test*.csv")
-    common(a)
-    a.add_argument("--min-count", type=int, default=None,
-                   help="ids seen fewer times in train map to id 0 (raw default 10; processed default: "
-                        "keep the ids as given, they are already filtered)")
-    a.add_argument("--fields", default=None, help="comma-separated AliCCP field ids to use (default: all known)")
-    a.add_argument("--block-mb", type=int, default=32, help="CSV is read in pieces of this many MB (default 32)")
-    args = parser.parse_args(argv)
-
-    if args.dataset == "kuairand1k":
-        from model import kuairand
-        if args.raw:
-            summary = kuairand.prepare_raw(args.raw, args.out, split=args.split, min_count=args.min_count,
-                                           seed=args.seed, max_domains=args.max_domains, force=args.force)
-        else:
-            summary = kuairand.prepare_merged(args.merged, args.out, split=args.split, min_count=args.min_count,
-                                              seed=args.seed, max_domains=args.max_domains, force=args.force)
-    else:
-        from model import aliccp
-        fields = tuple(f.strip() for f in args.fields.split(",") if f.strip()) if args.fields else None
-        if args.raw:
-            summary = aliccp.prepare_raw(args.raw, args.out, min_count=10 if args.min_count is None else args.min_count,
-                                         seed=args.seed, fields=fields, force=args.force,
-                                         block_size=args.block_mb << 20)
-        else:
-            summary = aliccp.prepare_processed(args.processed, args.out, min_count=args.min_count, seed=args.seed,
-                                               fields=fields, force=args.force, block_size=args.block_mb << 20)
-    print_summary(summary, args.out)
-    return summary
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -1,34 +1,15 @@
-"""Shared preparation helpers, the prepared-data loaders and the CLI (model/datasets.py)."""
+"""Helpers shared by the preparers (model/datasets/prepare.py)."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from model import datasets
 from model.data import MultiDomainData
-from model.datasets import (MISSING, IdCounter, ParquetSink, PreparedOutput, check_spec, kept_ids, load_data, main,
-                            remap, run_prepare, stratified_split)
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-MERGED = FIXTURES / "kuairand" / "log_merged_sample_1k.csv"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_check_spec_knows_prepared_kinds():
-    check_spec("kuairand1k:/some/dir")
-    check_spec("aliccp:/some/dir")
-    check_spec("synthetic:tiny")
-    check_spec("parquet:/x.parquet")
-    with pytest.raises(ValueError, match="needs a prepared directory after kuairand1k:"):
-        check_spec("kuairand1k:")
-    with pytest.raises(ValueError, match="unknown data source 'kuairand'.*aliccp.*kuairand1k"):
-        check_spec("kuairand:/x")
+from model.datasets.prepare import (MISSING, IdCounter, ParquetSink, PreparedOutput, iter_csv, kept_ids, remap,
+                                    run_prepare, stratified_split)
 
 
 def test_parquet_sink_writes_save_parquets_layout(tmp_path, tiny):
@@ -119,44 +100,7 @@ def test_failed_build_keeps_previous_output(tmp_path):
     assert PreparedOutput(out).up_to_date(fp) is not None
 
 
-def test_loader_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="prepare it first with `python -m model.datasets prepare aliccp"):
-        load_data(f"aliccp:{tmp_path / 'nothing'}")
-    main(["prepare", "kuairand1k", "--merged", str(MERGED), "--out", str(tmp_path / "k")])
-    assert load_data(f"kuairand1k:{tmp_path / 'k'}").num_rows == 200
-    assert load_data(f"kuairand1k:{tmp_path / 'k' / 'data.parquet'}").num_rows == 200
-    assert load_data(f"parquet:{tmp_path / 'k' / 'data.parquet'}").num_rows == 200
-    with pytest.raises(ValueError, match="holds prepared 'kuairand1k' data, not 'aliccp'"):
-        load_data(f"aliccp:{tmp_path / 'k'}")
-
-
-def test_cli_prints_summary_and_reports_errors(tmp_path, capsys):
-    main(["prepare", "kuairand1k", "--merged", str(MERGED), "--out", str(tmp_path / "k")])
-    out = capsys.readouterr().out
-    assert "kuairand1k (merged): 200 rows" in out and "S1" in out and "summary.json" in out
-    main(["prepare", "kuairand1k", "--merged", str(MERGED), "--out", str(tmp_path / "k")])
-    assert "[up to date, not rebuilt]" in capsys.readouterr().out
-    # As a module: a bad input is one clear line on stderr and exit status 2, no traceback.
-    proc = subprocess.run([sys.executable, "-m", "model.datasets", "prepare", "aliccp", "--raw",
-                           str(tmp_path / "missing"), "--out", str(tmp_path / "a")],
-                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: AliCCP raw directory") and "Traceback" not in proc.stderr
-
-
-def test_model_package_does_not_import_ray():
-    import model.aliccp  # noqa: F401
-    import model.kuairand  # noqa: F401
-    src = "\n".join(p.read_text() for p in (REPO / "model").glob("*.py"))
-    assert "import ray" not in src and "from ray" not in src
-    assert datasets.PREPARE_VERSION >= 1
-
-
 def test_iter_csv_reads_in_pieces_and_locates_errors(tmp_path):
-    import pyarrow as pa
-
-    from model.datasets import iter_csv
-
     path = tmp_path / "t.csv"
     rows = [f"{i},{i % 7},{'x' * (i % 13)}" for i in range(2000)]
     rows[700] = f"700,1,{'y' * 3000}"  # a line longer than a piece

@@ -9,7 +9,7 @@ What is done (the paper's setup, with every choice that the paper leaves open wr
     (full scale: S0, S1, S2, S4, S6). Rows of other tabs are dropped, and so is a kept tab with
     fewer than 3 rows (it could not appear in every split); both are reported.
   * Split: `random` (default) is a seeded 80/10/10 split done within each domain, so every domain
-    has rows in each split even in tiny samples (see model.datasets.stratified_split); `time` cuts
+    has rows in each split even in tiny samples (see model.datasets.prepare.stratified_split); `time` cuts
     all rows at the 80 % and 90 % quantiles of `time_ms` (raw layout only) and fails with a clear
     message if a domain then misses a split.
   * Fields: user_id, item_id (video_id), domain_id (tab; = domain index + 1, not frequency
@@ -37,8 +37,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from model.datasets import (ParquetSink, SplitStats, find_one, finite_json, fingerprint, log, read_csv_table,
-                            read_header, require_columns, run_prepare, stratified_split)
+from model.datasets.prepare import (ParquetSink, SplitStats, find_one, finite_json, fingerprint, log,
+                                    read_csv_table, read_header, require_columns, run_prepare, stratified_split)
 
 USER_COLUMNS = (
     "user_id", "user_active_degree", "is_lowactive_period", "is_live_streamer", "is_video_author",

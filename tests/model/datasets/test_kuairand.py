@@ -10,11 +10,11 @@ import pytest
 
 from model.data import MultiDomainData
 from model.datasets import load_data
-from model.kuairand import prepare_merged, prepare_raw
+from model.datasets.kuairand import prepare_merged, prepare_raw
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kuairand"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "kuairand"
 # The real samples, where this checkout has them (../shared/data next to the repo, or shared/data in it).
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[3]
 _CANDIDATES = [d / "kuairand" for d in (_REPO.parent / "shared" / "data", _REPO / "shared" / "data")]
 SHARED = next((d for d in _CANDIDATES if d.is_dir()), _CANDIDATES[0])
 LOG_COLUMNS = ["user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow", "is_comment",

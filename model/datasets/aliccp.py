@@ -27,9 +27,9 @@ feature_list); no header line (one is skipped if present). A feature list is ent
   * Fields: 101 -> user_id, 205 -> item_id, 301 -> domain_id, any other field F -> "fF"
     (e.g. f121, f109_14). The users column (gAUC groups) is the raw field-101 id.
 Memory: every file is read in pieces of --block-mb (32) MB cut at line ends, each parsed
-with pyarrow.csv (see model.datasets.iter_csv; pyarrow's own streaming reader buffers up to ~32
-blocks ahead). Pass 1 parses each piece, counts ids (memory proportional to the vocabulary, see
-model.datasets.IdCounter) and spills the piece's raw ids (rows x fields int64, about 200 bytes a
+with pyarrow.csv (see model.datasets.prepare.iter_csv; pyarrow's own streaming reader buffers up to
+~32 blocks ahead). Pass 1 parses each piece, counts ids (memory proportional to the vocabulary, see
+model.datasets.prepare.IdCounter) and spills the piece's raw ids (rows x fields int64, about 200 bytes a
 row: ~17 GB of temporary disk at full scale) to a folder next to the output; pass 2 remaps the
 spilled blocks and writes Parquet row groups. The common_features table of one file is held in
 memory (a pandas Index of common_feature_index strings plus a (rows, fields) int64 matrix: about
@@ -57,8 +57,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from model.datasets import (MISSING, IdCounter, ParquetSink, SplitStats, finite_json, fingerprint, kept_ids,
-                            log, read_header, remap, require_columns, run_prepare, iter_csv)
+from model.datasets.prepare import (MISSING, IdCounter, ParquetSink, SplitStats, finite_json, fingerprint,
+                                    iter_csv, kept_ids, log, read_header, remap, require_columns, run_prepare)
 
 KNOWN_FIELDS = ("101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "210", "216",
                 "508", "509", "702", "853", "301", "109_14", "110_14", "127_14", "150_14")
