@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -128,6 +129,49 @@ def load_data(spec: str) -> MultiDomainData:
     check_spec(spec)
     kind, _, arg = spec.partition(":")
     return LOADERS[kind](arg)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a sweep must know about its data before any trial runs (no rows are read)."""
+
+    spec: str
+    name: str
+    domain_names: tuple[str, ...]
+    field_names: tuple[str, ...]
+    has_truth: bool  # the planted click probability is known (synthetic data): bayes* metrics exist
+    num_rows: int
+
+
+def describe_data(spec: str) -> DataInfo:
+    """Resolve spec and read only its metadata: the Parquet footer, or the generator's constants.
+
+    Raises what loading would raise (FileNotFoundError naming the file, ValueError for a file that
+    is not in our format) in milliseconds, before any expensive work."""
+    check_spec(spec)
+    kind, _, arg = spec.partition(":")
+    if kind == "synthetic":
+        size = arg.partition(":")[0] or "tiny"
+        fields = ("user_id", "item_id", "domain_id", *synthetic.USER_FIELDS, *synthetic.ITEM_FIELDS)
+        return DataInfo(spec, f"synthetic-{size}", synthetic.DOMAIN_NAMES, fields, True, SIZES[size].num_rows)
+    path = Path(arg)
+    if kind in PREPARED_KINDS:
+        path = path if path.suffix == ".parquet" else path / DATA_FILE
+        if not path.exists():
+            load_prepared(kind, arg)  # raises its FileNotFoundError with the `prepare` hint
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
+    try:
+        footer = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"dataset file {str(path)!r} is not a readable Parquet file: {exc}") from None
+    raw = (footer.schema_arrow.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise ValueError(f"{str(path)!r} is not a crocodile dataset: its Parquet schema has no "
+                         f"{META_KEY.decode()!r} metadata")
+    meta = json.loads(raw)
+    return DataInfo(spec, meta["name"], tuple(meta["domain_names"]), tuple(meta["field_names"]),
+                    "__truth" in footer.schema_arrow.names, footer.metadata.num_rows)
 
 
 # ---- shared preparation helpers ----------------------------------------------------------------
