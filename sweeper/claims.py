@@ -3,11 +3,12 @@
 A driver claims a (cell, seed) just before its trial starts and releases it once the trial's row is
 stored (or the trial is given up). Files, on the sweep's own storage:
 
-    claims/<cell>-s<seed>/<holder id>.json    one file per contender: {host, pid, started_at, heartbeat}
+    claims/<cell>-s<seed>@<holder id>.json    one file per contender: {host, pid, started_at, heartbeat}
 
 Claiming uses only "create a file under a unique name", "list a folder" and "delete a file", so it
 works on every pyarrow filesystem whose listings show a finished write at once: local disks, NFS,
-S3 (strongly consistent since 2020), GCS. To claim: (1) list the folder and delete dead claims;
+S3 (strongly consistent since 2020), GCS. Only claims in flight exist, so listing claims/ is cheap,
+and no folder is ever created or removed per claim. To claim: (1) list and delete dead claims of the key;
 (2) if a live claim of another driver is left, the cell is theirs; (3) write our claim and list
 again; (4) if another live claim appeared meanwhile, withdraw ours (both may withdraw: the cell is
 tried again later), else the cell is ours. Two drivers can never both pass (4): if A passed, B wrote
@@ -92,6 +93,13 @@ class Claims:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its search algorithm (with these claims) into the experiment's state file.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_stop", "_thread")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _stop=threading.Event(), _thread=None)
+
     # ---- claiming ------------------------------------------------------------------------------
 
     def try_claim(self, key: str) -> Holder | None:
@@ -121,14 +129,9 @@ class Claims:
 
     def holders(self) -> dict[str, Holder]:
         """Every key claimed by another live driver, with its holder."""
-        out = {}
-        for info in self._list(self.dir):
-            if info.type == pafs.FileType.Directory:
-                key = info.path.rsplit("/", 1)[-1]
-                other = self._live_other(key, clean=False)
-                if other is not None:
-                    out[key] = other
-        return out
+        keys = {i.path.rsplit("/", 1)[-1].split("@", 1)[0] for i in self._list(self.dir) if "@" in i.path}
+        out = {key: self._live_other(key, clean=False) for key in keys}
+        return {key: holder for key, holder in out.items() if holder is not None}
 
     # ---- heartbeat -----------------------------------------------------------------------------
 
@@ -156,21 +159,20 @@ class Claims:
 
     # ---- files ---------------------------------------------------------------------------------
 
-    def _folder(self, key: str) -> str:
-        return f"{self.dir}/{_safe(key)}"
+    def _path(self, key: str) -> str:
+        return f"{self.dir}/{_safe(key)}@{self.holder.id}.json"
 
     def _write(self, key: str) -> None:
-        folder = self._folder(key)
-        self.fs.create_dir(folder, recursive=True)
+        self.fs.create_dir(self.dir, recursive=True)
         body = json.dumps(asdict(Holder(**{**asdict(self.holder), "heartbeat": time.time()}))).encode()
-        tmp = f"{folder}/.tmp-{self.holder.id}-{uuid.uuid4().hex[:6]}"
+        tmp = f"{self.dir}/.tmp-{uuid.uuid4().hex[:8]}"
         with self.fs.open_output_stream(tmp) as stream:
             stream.write(body)
-        self.fs.move(tmp, f"{folder}/{self.holder.id}.json")
+        self.fs.move(tmp, self._path(key))
 
     def _delete(self, key: str) -> None:
         try:
-            self.fs.delete_file(f"{self._folder(key)}/{self.holder.id}.json")
+            self.fs.delete_file(self._path(key))
         except (FileNotFoundError, OSError):
             pass
 
@@ -182,10 +184,10 @@ class Claims:
 
     def _live_other(self, key: str, clean: bool) -> Holder | None:
         """A live claim on key by another holder; with clean, dead claims are deleted on the way."""
-        found = None
-        for info in self._list(self._folder(key)):
+        found, prefix, mine = None, f"{_safe(key)}@", self._path(key).rsplit("/", 1)[-1]
+        for info in self._list(self.dir):
             name = info.path.rsplit("/", 1)[-1]
-            if not name.endswith(".json") or name == f"{self.holder.id}.json":
+            if not (name.startswith(prefix) and name.endswith(".json")) or name == mine:
                 continue
             holder = self._read(info)
             if holder is None or not self._alive(holder):
@@ -218,4 +220,5 @@ class Claims:
 
 
 def _safe(text: str) -> str:
+    """File-name safe, and without "@" (which separates a claim's key from its holder)."""
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)

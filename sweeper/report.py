@@ -29,6 +29,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from sweeper import plots, tables
+from sweeper.store import ResultsStore
+from sweeper.store import load_results as store_results
 from sweeper.stats import ComparisonSpec, latest_ok_runs, stats_frame, summary_frame
 from sweeper.tables import Table, VariantSpec
 
@@ -131,20 +133,14 @@ def spec_from_dict(raw: Mapping) -> SweepSpec:
 
 
 def load_results(sweep_dir: Path) -> pd.DataFrame:
-    """All rows of SWEEP_DIR/results/*.parquet (empty frame if none yet).
-
-    File by file rather than pd.read_parquet(directory): a file holding only failed rows has all-null
-    metric columns, whose Arrow type then clashes with the other files' in a dataset scan.
-    """
-    # Dot-files are writes in flight (the store writes .tmp-NAME, then renames it).
-    files = sorted(f for f in (Path(sweep_dir) / "results").glob("*.parquet") if not f.name.startswith("."))
-    frames = [pd.read_parquet(f) for f in files]
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    """The latest attempt of every (cell, seed) under SWEEP_DIR/results/ (empty frame if none yet),
+    through the results store's loader: an unreadable file is set aside with a warning, not fatal."""
+    frame = store_results(str(sweep_dir))
+    if frame.empty:
         return pd.DataFrame({"variant": pd.Series(dtype=str), "seed": pd.Series(dtype=int),
                              "status": pd.Series(dtype=str), "finished_at": pd.Series(dtype=float),
                              "error": pd.Series(dtype=str)})
-    return pd.concat(frames, ignore_index=True)
+    return frame
 
 
 def load_published() -> pd.DataFrame:
@@ -336,12 +332,15 @@ def write_plots(analysis: Analysis, importances: Importances, out_dir: Path) -> 
     return made
 
 
-def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: int = 10) -> Path:
+def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: int = 10,
+                 partial: str | None = None) -> Path:
     """Write SWEEP_DIR/report/ (see the module docstring) and return that directory.
 
     Finds everything from sweep_dir: sweep.json, results/*.parquet, and the Optuna journal at
     sweep.json's optuna_storage (a relative path is taken relative to sweep_dir).
     wandb_mode: "online"/"offline" log a summary W&B run; None, "disabled" or "off" do not.
+    partial: why the results are not complete (a stopped sweep): shown at the top of the report and
+    in report/PARTIAL, which a later complete report removes.
     """
     wandb_mode = "disabled" if wandb_mode in (None, "off") else wandb_mode
     if wandb_mode not in WANDB_MODES:
@@ -350,9 +349,19 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     sweep_dir = Path(sweep_dir)
     analysis = analyse(load_spec(sweep_dir), load_results(sweep_dir), load_published(), top_k)
+    aside = ResultsStore(str(sweep_dir)).set_aside()
+    if aside:
+        analysis = replace(analysis, notes=(*analysis.notes, f"{len(aside)} unreadable results file(s) were set "
+                                            f"aside in results/.corrupt/ (their (cell, seed)s count as not stored "
+                                            f"and run again on resume)."))
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
     out_dir = sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / "PARTIAL"
+    if partial:
+        marker.write_text(partial + "\n")
+    else:
+        marker.unlink(missing_ok=True)
 
     write_tables(analysis.table, out_dir, "table")
     if analysis.domain_table is not None:
@@ -375,7 +384,7 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
 
     wandb_note = "W&B logging off." if wandb_mode == "disabled" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
-    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note))
+    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note, partial))
     return out_dir
 
 
@@ -431,10 +440,13 @@ text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3
 color:#555;margin:.2em 0}img{max-width:100%}figure{margin:1em 0}.meta td{text-align:left}"""
 
 
-def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str) -> str:
+def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str,
+                partial: str | None = None) -> str:
     spec = analysis.spec
+    title = f"{'Partial sweep report' if partial else 'Sweep report'}: {html.escape(spec.name)}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} report</title>"
-             f"<style>{_CSS}</style></head><body><h1>Sweep report: {html.escape(spec.name)}</h1>",
+             f"<style>{_CSS}</style></head><body><h1>{title}</h1>",
+             *([f"<p class='partial'><b>{html.escape(partial)}</b></p>"] if partial else []),
              _meta_table(analysis), "<h2>Significance protocol</h2>", f"<p>{html.escape(PROTOCOL)}</p>",
              "<h2>Table</h2>", tables.to_html(analysis.table)]
     if analysis.domain_table is not None:

@@ -143,9 +143,20 @@ class ResultsStore:
         prefix = row_file_prefix(cell, seed)
         return any(p.rsplit("/", 1)[-1].startswith(prefix) and attempt_of(p) >= attempt for p in self._row_files())
 
+    def read_row(self, cell: str, seed: int, attempt: int = 1) -> dict | None:
+        """The stored row of this (cell, seed) from `attempt` or later, or None (reads one file)."""
+        prefix = row_file_prefix(cell, seed)
+        for path in self._row_files():
+            if path.rsplit("/", 1)[-1].startswith(prefix) and attempt_of(path) >= attempt:
+                try:
+                    return pq.read_table(path, filesystem=self.fs).to_pylist()[0]
+                except (OSError, pa.ArrowException, ValueError, IndexError):
+                    continue  # unreadable: the next full read sets it aside
+        return None
+
     def set_aside(self) -> list[str]:
         """Files moved to results/.corrupt/ so far (by any reader)."""
-        return self._row_files(self.corrupt_dir, suffix="")
+        return self._row_files(self.corrupt_dir)
 
     # ---- other files ---------------------------------------------------------------------------
 
