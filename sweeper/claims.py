@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -59,11 +60,13 @@ class Holder:
 
 
 def process_start(pid: int) -> float | None:
+    """When process pid started (Unix time), from /proc on Linux; None where that is unknown."""
     try:
-        import psutil  # comes with ray[default]
-
-        return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - no psutil, or no such process
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time in ticks
+    except (OSError, ValueError, IndexError, StopIteration):
         return None
 
 

@@ -16,6 +16,7 @@ import stat
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import ray
@@ -57,12 +58,14 @@ def connect(address: str | None, *, with_dashboard: bool) -> str:
         return "already connected"
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
-        ray.init(address=target, logging_level="WARNING", log_to_driver=True)
+        with _loopback_node(target):
+            ray.init(address=target, logging_level="WARNING", log_to_driver=True)
         return f"cluster at {target}"
     found = existing_cluster()
     if found:
         # "auto" (not the explicit address) also picks up the cluster's token from ~/.ray/auth_token.
-        ray.init(address="auto", logging_level="WARNING", log_to_driver=True)
+        with _loopback_node(found):
+            ray.init(address="auto", logging_level="WARNING", log_to_driver=True)
         return f"cluster at {found}"
     token = ensure_local_token()
     start_local(with_dashboard=with_dashboard)
@@ -72,19 +75,34 @@ def connect(address: str | None, *, with_dashboard: bool) -> str:
 def start_local(*, with_dashboard: bool, **init_args) -> None:
     """Ray in this process, reachable from this machine only, with token auth on.
 
-    Ray 2.60 binds its GCS, raylet, worker, agent and dashboard servers to the node's IP address;
-    with `ENABLE_RAY_CLUSTER` off (Ray's own switch for single-machine platforms) that address is
-    127.0.0.1, so nothing listens on another interface (tests/sweeper/test_local_ray.py checks)."""
-    from ray._private import ray_constants
+    Ray 2.60 binds its GCS, raylet, worker, agent and dashboard servers to the node's IP address,
+    which it takes to be 127.0.0.1 on single-machine platforms (see _loopback_node): then nothing
+    listens on another interface (tests/sweeper/test_local_ray.py checks)."""
     from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
     _enable_token_auth()  # RAY_AUTH_MODE=token for this process (its cached config too) and its children
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
+    with _loopback_node("127.0.0.1"):
         # The dashboard lets Train V2 clean up the placement groups of stopped trials.
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=with_dashboard,
                  dashboard_host="127.0.0.1", logging_level="WARNING", **init_args)
+
+
+@contextmanager
+def _loopback_node(address: str):
+    """For an address on 127.0.0.1: Ray's single-machine mode while ray.init runs.
+
+    Ray replaces 127.0.0.1 by the machine's network address unless `ENABLE_RAY_CLUSTER` is off (its
+    switch for macOS and Windows, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0): off, a new node binds to
+    127.0.0.1, and a client of such a node reaches it (another shell: set that variable)."""
+    from ray._private import ray_constants
+
+    if not address.startswith(("127.", "localhost")):
+        yield
+        return
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
 
