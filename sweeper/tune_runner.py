@@ -19,6 +19,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
@@ -335,6 +336,32 @@ def _fmt(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
+class DropCheckpoints(Callback):
+    """A trial's per-epoch checkpoints only serve to resume it: once it has ended (its rows are stored,
+    or it gave up) they are deleted, Tune's and its Ray Train run's (several times the model's size)."""
+
+    def __init__(self, sweep_uri: str):
+        self.fs, root = resolve(sweep_uri)
+        self.train_root = f"{root}/train"
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._drop(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._drop(trial)
+
+    def _drop(self, trial) -> None:
+        for fs, folder in ((trial.storage.storage_filesystem, trial.path),
+                           (self.fs, f"{self.train_root}/train-{trial.trial_id}")):
+            try:
+                infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+                for info in infos:
+                    if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                        fs.delete_dir(info.path)
+            except OSError as exc:  # storage hiccup: a few stale checkpoints, never a failed sweep
+                print(f"could not delete checkpoints under {folder}: {exc}", flush=True)
+
+
 # ---- W&B ---------------------------------------------------------------------------------------
 
 def wandb_callbacks(mode: str, sweep_name: str, local_dir: str | None) -> list:
@@ -431,7 +458,7 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
     tuner = tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config,
         run_config=tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:6]}", storage_path=sweep_uri, verbose=0,
-                                  callbacks=[Progress(total, metric, mode), *callbacks],
+                                  callbacks=[Progress(total, metric, mode), DropCheckpoints(sweep_uri), *callbacks],
                                   # Only infrastructure failures reach Tune (trials store the rest).
                                   failure_config=tune.FailureConfig(max_failures=2),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
