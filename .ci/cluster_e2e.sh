@@ -13,8 +13,32 @@
 #     dir, apart from any other Ray on the machine).
 # then runs the e2e tests with CROCODILE_CLUSTER_E2E=1. Extra arguments go to pytest.
 # An sshd this script started is stopped (by PID) at the end unless CROCODILE_E2E_KEEP_SSHD=1.
+#
+# Run it with the Python the project is installed in first on PATH (an activated virtualenv is
+# fine): the simulated node gets that interpreter's own bin folder, not the base interpreter a venv
+# links to. `cluster_e2e.sh --node-bashrc` only prints the node's ~/.bashrc (no root, no sshd);
+# tests/cluster/test_e2e_script.py checks it from a virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+node_bashrc() {
+    # The venv's bin (abspath, NOT realpath: a venv's python is a symlink to the base interpreter,
+    # whose site-packages lack the project), then wherever `ray` is, then the node's own PATH.
+    local pybin raybin
+    pybin="$(python -c 'import os, sys; print(os.path.dirname(os.path.abspath(sys.executable)))')"
+    raybin="$(dirname "$(command -v ray)")"
+    cat <<EOF
+# Simulated cluster node for tests/cluster (written by .ci/cluster_e2e.sh).
+export PATH="$pybin:$raybin:\$PATH"
+export RAY_TMPDIR="$1/t"
+EOF
+}
+
+if [ "${1:-}" = --node-bashrc ]; then
+    command -v ray >/dev/null || { echo "ray is not on PATH: install the project first (.ci/run)" >&2; exit 1; }
+    node_bashrc "${CROCODILE_E2E_NODE_HOME:-/tmp/croc-node}"
+    exit 0
+fi
 
 if [ "$(id -u)" != 0 ]; then
     echo "cluster_e2e.sh must run as root (it installs and configures sshd)" >&2
@@ -23,7 +47,6 @@ fi
 
 KEY="${CROCODILE_E2E_SSH_KEY:-$HOME/.ssh/crocodile_e2e}"
 NODE_HOME="${CROCODILE_E2E_NODE_HOME:-/tmp/croc-node}"
-PYBIN="$(python -c 'import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))')"
 
 # ---- packages --------------------------------------------------------------------------------
 if ! command -v rsync >/dev/null || [ ! -x /usr/sbin/sshd ]; then
@@ -46,11 +69,7 @@ mv "$HOME/.ssh/authorized_keys.new" "$HOME/.ssh/authorized_keys"
 rm -rf "$NODE_HOME"
 mkdir -p "$NODE_HOME/t"
 chmod 700 "$NODE_HOME"
-cat >"$NODE_HOME/.bashrc" <<EOF
-# Simulated cluster node for tests/cluster (written by .ci/cluster_e2e.sh).
-export PATH="$PYBIN:\$PATH"
-export RAY_TMPDIR="$NODE_HOME/t"
-EOF
+node_bashrc "$NODE_HOME" >"$NODE_HOME/.bashrc"
 printf '[ -f ~/.bashrc ] && . ~/.bashrc\n' >"$NODE_HOME/.profile"
 
 # ---- sshd on 127.0.0.1:22, keys only ---------------------------------------------------------

@@ -1,6 +1,10 @@
 """One training run: a plain loop (setup, epochs with early stopping, test with the best weights).
 
     python -m model.train [--config FILE] [--data synthetic:tiny] [key=value ...] [--smoke-test]
+    python -m model.train --eval MODEL_FILE --data SPEC     # score a stored best-epoch model
+
+A run can hand its state to a callback after every epoch (`on_state`) and continue from such a
+state (`resume`): model/checkpoint.py.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from model.checkpoint import TrainState, load_artefact
 from model.config import RunConfig, config_keys, load_config_file
 from model.architectures import build_model
 from model.layers import MultiEmbedding
@@ -24,6 +29,7 @@ from model.losses import aux_loss, task_loss
 from model.metrics import evaluate
 
 EpochCallback = Callable[[int, dict], None]
+StateCallback = Callable[[TrainState], None]
 # The smoke test: tiny data, one epoch, a small model. The sweep's --smoke-test uses it too.
 SMOKE_OVERRIDES = {"epochs": 1, "expert_hidden": (32, 16), "tower_hidden": (8,), "batch_size": 2048,
                    "aux_rows": 256}
@@ -37,6 +43,8 @@ class RunResult:
     wall_time_s: float
     samples_per_s: float  # training rows per second of training time (evaluation excluded)
     history: list[dict] = field(default_factory=list)
+    best_state: dict | None = None  # the best epoch's state dict (what the test metrics were computed with)
+    resumed_from_epoch: int = 0  # the epoch of the state this run resumed from (0: a fresh start)
 
 
 def check_run(config: RunConfig, data: MultiDomainData) -> None:
@@ -49,21 +57,34 @@ def check_run(config: RunConfig, data: MultiDomainData) -> None:
         data.prior_field_indices()
 
 
+def model_for(config: RunConfig, data: MultiDomainData) -> torch.nn.Module:
+    """The model of config for data's vocabularies and domains, initialised from (seed, module path)."""
+    mcfg = config.model
+    return build_model(mcfg, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
+                       prior_fields=data.prior_field_indices() if mcfg.uses_prior else (), seed=config.train.seed)
+
+
 def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.device = "cpu",
-          on_epoch: EpochCallback | None = None) -> RunResult:
-    """Train one model; with torch.distributed initialised, run DDP with batches sharded by rank."""
+          on_epoch: EpochCallback | None = None, on_state: StateCallback | None = None,
+          resume: TrainState | None = None) -> RunResult:
+    """Train one model; with torch.distributed initialised, run DDP with batches sharded by rank.
+
+    on_state(state) gets the TrainState after every epoch; resume=state continues from one (made
+    with the same config), ending with the metrics an uninterrupted run would have."""
     started = time.perf_counter()
     check_run(config, data)
     mcfg, tcfg = config.model, config.train
     device = torch.device(device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if resume is not None and resume.config != config.flat():
+        changed = sorted(k for k in {**resume.config, **config.flat()} if resume.config.get(k) != config.flat().get(k))
+        raise ValueError(f"cannot resume: the saved state was made with another config (differs in {changed})")
 
     # Setup: data on the device; init and shuffle randomness from separate generators.
     splits = {name: data.subset(name).to(device) for name in ("train", "val", "test")}
     torch.manual_seed(tcfg.seed)  # dropout; the weights are seeded per module from (seed, module path)
-    model = build_model(mcfg, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
-                        prior_fields=data.prior_field_indices() if mcfg.uses_prior else (), seed=tcfg.seed).to(device)
+    model = model_for(config, data).to(device)
     shuffle_gen = torch.Generator().manual_seed(tcfg.seed + 1_000_003)
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, MultiEmbedding) for p in m.parameters()}
     embedding_params = [p for p in model.parameters() if id(p) in embedding_ids]
@@ -88,9 +109,20 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     # Epochs with early stopping on the monitored validation metric.
     history: list[dict] = []
     best_score, best_epoch, best_state, best_val = -float("inf"), 0, None, {}
-    train_seconds, train_rows = 0.0, 0
+    train_seconds, train_rows, elapsed_before, first_epoch = 0.0, 0, 0.0, 1
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        shuffle_gen.set_state(resume.shuffle_rng)
+        torch.set_rng_state(resume.torch_rng)
+        history = [dict(h) for h in resume.history]
+        best_score, best_epoch, best_val = resume.best_score, resume.best_epoch, dict(resume.best_val)
+        best_state = resume.best_state
+        train_seconds, train_rows, elapsed_before = resume.train_seconds, resume.train_rows, resume.elapsed_s
+        # A state saved at the epoch that ended the run (patience or the last epoch) trains no more.
+        first_epoch = resume.epoch + 1 if resume.epoch - best_epoch < tcfg.patience else tcfg.epochs + 1
     train_split = splits["train"]
-    for epoch in range(1, tcfg.epochs + 1):
+    for epoch in range(first_epoch, tcfg.epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -127,6 +159,13 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, record)
+        if on_state is not None:
+            on_state(TrainState(
+                epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                shuffle_rng=shuffle_gen.get_state(), torch_rng=torch.get_rng_state(), best_score=best_score,
+                best_epoch=best_epoch, best_state=best_state, best_val=best_val, train_seconds=train_seconds,
+                train_rows=train_rows, elapsed_s=elapsed_before + time.perf_counter() - started,
+                config=config.flat(), history=history))
         if epoch - best_epoch >= tcfg.patience:
             break
 
@@ -138,8 +177,9 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     test = predict_and_evaluate(model, "test", splits["test"], data.domain_names, tcfg.eval_batch_size, autocast)
     return RunResult(
         metrics={**best_val, **test}, best_epoch=best_epoch, epochs_run=len(history),
-        wall_time_s=time.perf_counter() - started, samples_per_s=train_rows / max(train_seconds, 1e-9),
-        history=history,
+        wall_time_s=elapsed_before + time.perf_counter() - started,
+        samples_per_s=train_rows / max(train_seconds, 1e-9), history=history, best_state=best_state,
+        resumed_from_epoch=resume.epoch if resume is not None else 0,
     )
 
 
@@ -201,10 +241,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"any of: {', '.join(config_keys())}")
     parser.add_argument("--config", help="YAML or JSON file of key: value settings (overrides win)")
-    parser.add_argument("--data", default="synthetic:small", help="synthetic:{tiny,small,kuairand}[:SEED] or parquet:FILE")
+    parser.add_argument("--data", help="synthetic:{tiny,small,kuairand}[:SEED] or parquet:FILE (default: "
+                                        "synthetic:small; with --eval, the data the model was trained on)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--smoke-test", action="store_true", help="tiny data, one epoch, small model")
+    parser.add_argument("--eval", metavar="MODEL_FILE", help="score a stored best-epoch model (a sweep's "
+                                                             "<sweep>/models/*.pt) on --data's val and test splits")
     args = parser.parse_args(argv)
+    if args.eval:
+        if args.overrides or args.config:
+            parser.error("--eval takes the config stored with the model; drop key=value and --config")
+        try:
+            return evaluate_artefact(args.eval, args.data, pick_device(args.device))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     # Bad input is one line and exit 2, before any data is loaded where the input allows it.
     try:
@@ -214,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 raise ValueError(f"override {item!r} must look like key=value")
             overrides[key] = value
-        data_spec = "synthetic:tiny" if args.smoke_test else args.data
+        data_spec = "synthetic:tiny" if args.smoke_test else (args.data or "synthetic:small")
         config = RunConfig().with_overrides({**(SMOKE_OVERRIDES if args.smoke_test else {}), **overrides})
         check_spec(data_spec)
         device = pick_device(args.device)
@@ -233,6 +284,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntest metrics (best epoch {result.best_epoch} of {result.epochs_run}):")
     print(format_table(result.metrics, data.domain_names))
     print(f"\ntraining throughput {result.samples_per_s:,.0f} samples/s, wall time {result.wall_time_s:.1f} s")
+    return 0
+
+
+def evaluate_artefact(path: str, data_spec: str | None, device: torch.device) -> int:
+    """--eval: rebuild the stored model for the data, load its weights, score val and test."""
+    artefact = load_artefact(path)
+    data_spec = data_spec or artefact["data"]
+    config = RunConfig().with_overrides({k: v for k, v in artefact["config"].items()})
+    check_spec(data_spec)
+    data = load_data(data_spec)
+    for what, stored, have in (("vocabulary sizes", artefact["vocab_sizes"], list(data.vocab_sizes)),
+                               ("domains", artefact["domain_names"], list(data.domain_names)),
+                               ("fields", artefact["field_names"], list(data.field_names))):
+        if stored != have:
+            raise ValueError(f"{path} was trained on data with other {what} ({artefact['data']}: {stored}); "
+                             f"{data_spec} has {have}")
+    model = model_for(config, data).to(device)
+    try:
+        model.load_state_dict(artefact["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: its weights do not fit the model its config builds: {exc}") from None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.bf16)
+    metrics = {}
+    for split in ("val", "test"):
+        metrics |= predict_and_evaluate(model, split, data.subset(split).to(device), data.domain_names,
+                                        config.train.eval_batch_size, autocast)
+    print(f"model {path} (best epoch {artefact['epoch']}), data {data_spec}: {data.num_rows:,} rows")
+    print(format_table(metrics, data.domain_names, "test"))
+    shared = [k for k in artefact["metrics"] if k in metrics and math.isfinite(metrics[k])]
+    if shared and data_spec == artefact["data"]:
+        drift = max(abs(metrics[k] - artefact["metrics"][k]) for k in shared)
+        print(f"\nlargest difference from the metrics stored with the model: {drift:.2e} ({len(shared)} metrics)")
     return 0
 
 

@@ -30,6 +30,8 @@ from sweeper import hypotheses as hyp
 from sweeper import optuna_report, plots, protocol, report_html, tables, verdicts, wandb_log
 from sweeper.optuna_report import Importances, optuna_importances
 from sweeper.stats import SEED_TESTS, ComparisonSpec, latest_ok_runs, summary_frame
+from sweeper.store import ResultsStore
+from sweeper.store import load_results as store_results
 from sweeper.tables import Table, VariantSpec
 
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
@@ -144,20 +146,14 @@ def spec_from_dict(raw: Mapping) -> SweepSpec:
 
 
 def load_results(sweep_dir: Path) -> pd.DataFrame:
-    """All rows of SWEEP_DIR/results/*.parquet (empty frame if none yet).
-
-    File by file rather than pd.read_parquet(directory): a file holding only failed rows has all-null
-    metric columns, whose Arrow type then clashes with the other files' in a dataset scan.
-    """
-    # Dot-files are writes in flight (the store writes .tmp-NAME, then renames it).
-    files = sorted(f for f in (Path(sweep_dir) / "results").glob("*.parquet") if not f.name.startswith("."))
-    frames = [pd.read_parquet(f) for f in files]
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    """The latest attempt of every (cell, seed) under SWEEP_DIR/results/ (empty frame if none yet),
+    through the results store's loader: an unreadable file is set aside with a warning, not fatal."""
+    frame = store_results(str(sweep_dir))
+    if frame.empty:
         return pd.DataFrame({"variant": pd.Series(dtype=str), "seed": pd.Series(dtype=int),
                              "status": pd.Series(dtype=str), "finished_at": pd.Series(dtype=float),
                              "error": pd.Series(dtype=str)})
-    return pd.concat(frames, ignore_index=True)
+    return frame
 
 
 def load_published() -> pd.DataFrame:
@@ -322,13 +318,16 @@ def write_plots(analysis: Analysis, importances: Importances, out_dir: Path) -> 
     return made
 
 
-def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: int = 10) -> Path:
+def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: int = 10,
+                 partial: str | None = None) -> Path:
     """Write SWEEP_DIR/report/ (see the module docstring) and return that directory.
 
     Finds everything from sweep_dir: sweep.json, results/*.parquet, and the Optuna journal at
     sweep.json's optuna_storage (a relative path is taken relative to sweep_dir).
     wandb_mode: a --wandb choice (sweeper.wandb_log.CHOICES); "online"/"offline" (or "auto") log a
     report run into the sweep's W&B group; None or "off" do not.
+    partial: why the results are not complete (a stopped sweep): shown at the top of the report and
+    in report/PARTIAL, which a later complete report removes.
     """
     wandb_mode = wandb_log.resolve_mode(wandb_mode or "off")
     if top_k < 1:
@@ -336,9 +335,19 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
     sweep_dir = Path(sweep_dir)
     (sweep_dir / "report" / VERDICTS_TXT).unlink(missing_ok=True)  # never print an earlier report's answer
     analysis = analyse(load_spec(sweep_dir), load_results(sweep_dir), load_published(), top_k)
+    aside = ResultsStore(str(sweep_dir)).set_aside()
+    if aside:
+        analysis = replace(analysis, notes=(*analysis.notes, f"{len(aside)} unreadable results file(s) were set "
+                                            f"aside in results/.corrupt/ (their (cell, seed)s count as not stored "
+                                            f"and run again on resume)."))
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
     out_dir = sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / "PARTIAL"
+    if partial:
+        marker.write_text(partial + "\n")
+    else:
+        marker.unlink(missing_ok=True)
 
     write_tables(analysis.table, out_dir, "table")
     if analysis.domain_table is not None:
@@ -363,7 +372,7 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
 
     wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
-    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note, optuna_note))
+    (out_dir / "report.html").write_text(render_html(analysis, importances, made, wandb_note, optuna_note, partial))
     write_verdicts(analysis, out_dir)
     return out_dir
 
@@ -476,7 +485,7 @@ def numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- HTML
 
 def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plot], wandb_note: str,
-                optuna_note: str = "") -> str:
+                optuna_note: str = "", partial: str | None = None) -> str:
     """report.html (sweeper.report_html): verdicts, table, plots, published, Optuna, stats, metadata."""
     spec = analysis.spec
     search = spec.study == "search"
@@ -494,7 +503,7 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
     label = next((c for c in analysis.published.columns if c.startswith("published (")), "published") \
         if analysis.published is not None else ""
     page = report_html.Page(
-        name=spec.name, facts=_facts(analysis),
+        name=spec.name, facts=_facts(analysis), partial=partial,
         headline=[(line, _verdict_class(line)) for line in analysis.headline],
         verdicts=analysis.verdicts, tables=table_blocks, figures=figures,
         published=analysis.published, published_label=label, optuna=optuna,

@@ -73,6 +73,7 @@ class Page:
     protocol: str
     notes: Sequence[str]
     meta: Sequence[tuple[str, str]]
+    partial: str | None = None  # why a stopped sweep's report is incomplete
 
 
 def render(page: Page) -> str:
@@ -96,7 +97,8 @@ def render(page: Page) -> str:
         figures=[_figure(f) for f in page.figures],
         published=_published_block(page.published, page.published_label) if page.published is not None else None,
         optuna=optuna, missing=Markup(frame_html(page.missing, "missing")) if page.missing is not None and len(page.missing)
-        else None, stats=stats, protocol=page.protocol, notes=[n for n in page.notes if n], meta=page.meta)
+        else None, stats=stats, protocol=page.protocol, notes=[n for n in page.notes if n], meta=page.meta,
+        partial=page.partial)
 
 
 def _environment() -> jinja2.Environment:

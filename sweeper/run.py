@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,11 +25,14 @@ if __package__ in (None, ""):
     if (here.parent / "sweeper" / "__init__.py").exists() and (here.parent / "model").is_dir():
         sys.path.insert(0, str(here.parent))
 
-from model.datasets import check_spec  # noqa: E402
+from model.datasets import DataInfo, check_spec, describe_data  # noqa: E402
 from model.train import SMOKE_OVERRIDES  # noqa: E402
-from sweeper import console, wandb_log  # noqa: E402
+from sweeper import console, exit_codes, wandb_log  # noqa: E402
+from sweeper.claims import Claims  # noqa: E402
+from sweeper.preflight import ResourceError, check_names, concurrency, trial_need  # noqa: E402
+from sweeper.signals import graceful_stop  # noqa: E402
 from sweeper.space import Space, SpaceError, Variant, cell_key, load_space, shipped_spaces  # noqa: E402
-from sweeper.store import OK, ResultsStore, join, resolve  # noqa: E402
+from sweeper.store import FAILED, OK, ResultsStore, join, resolve  # noqa: E402
 from sweeper.trial import Job  # noqa: E402
 
 DEFAULT_SPACE, DEFAULT_PROFILE = "table5_ablation", "laptop"
@@ -162,7 +167,19 @@ def plan(args: argparse.Namespace) -> tuple[Space, dict, str, list[str]]:
             RunConfig().with_overrides({**base, **variant.factors})
         except ValueError as exc:
             raise SpaceError(f"{space.path}: variant {variant.name!r}: {exc}") from None
+    # The data must resolve, and every name must be one of its own (its metadata only: milliseconds).
+    check_names(space, base, data_info(data))
     return space, base, data, notes
+
+
+def data_info(spec: str) -> DataInfo:
+    """The data's metadata (the driver must see the data: on a cluster, shared storage)."""
+    try:
+        return describe_data(spec)
+    except FileNotFoundError as exc:
+        raise SpaceError(f"--data {spec}: {exc}") from None
+    except ValueError as exc:
+        raise SpaceError(f"--data {spec}: {exc}") from None
 
 
 def best_variants(space: Space, storage: str) -> tuple[Variant, ...]:
@@ -186,10 +203,9 @@ def best_variants(space: Space, storage: str) -> tuple[Variant, ...]:
 
 def sweep_metadata(space: Space, data: str, storage_note: str, journal: str | None) -> dict:
     dataset = data.split(":", 1)[0] if data.split(":", 1)[0] in ("kuairand1k", "aliccp") else None
-    from model.datasets.synthetic import DOMAIN_NAMES
     return {
         "name": space.name, "study": space.study, "table": space.table, "layout": space.layout, "data": data,
-        "dataset": dataset, "domains": None if dataset else list(DOMAIN_NAMES), "metrics": list(space.metrics),
+        "dataset": dataset, "domains": list(data_info(data).domain_names), "metrics": list(space.metrics),
         "seeds": list(space.seeds),
         "variants": [{"name": v.name, "factors": v.factors, "series": v.series, "x": v.x} for v in space.variants],
         "comparisons": space.comparisons(), "published_method": space.published,
@@ -213,7 +229,19 @@ def main(argv: list[str] | None = None) -> int:
             raise SpaceError(problem)
     except (SpaceError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
+    with graceful_stop() as stop:
+        try:
+            return run_sweep(args, space, base, data, notes, wandb_mode, stop, sys.argv[1:] if argv is None else argv)
+        except KeyboardInterrupt:  # a signal outside the Tune run (or a second one): nothing half-stored
+            code = exit_codes.BY_SIGNAL.get(stop.signal or signal.SIGINT, exit_codes.SIGINT)
+            print(f"stopped by {stop.name or 'SIGINT'}; finished rows are kept; run the same command to "
+                  f"resume (exit {code})", file=sys.stderr)
+            return code
+
+
+def run_sweep(args: argparse.Namespace, space: Space, base: dict, data: str, notes: list[str], wandb_mode: str,
+              stop, argv: list[str]) -> int:
     storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
     sweep_uri = join(storage, space.name)
     store = ResultsStore(sweep_uri)
@@ -224,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     if space.search is not None:
         journal = f"{local_dir}/optuna.journal" if local_dir else str(Path(f"{space.name}-optuna.journal").resolve())
         Path(journal).parent.mkdir(parents=True, exist_ok=True)
+    claims = Claims(sweep_uri)
+    if space.search is not None:
+        # Two Optuna drivers of one study would each run its whole remaining budget: one at a time.
+        holder = claims.try_claim("search-driver")
+        if holder is not None:
+            print(f"error: sweep {space.name!r} at {sweep_uri} is being run by another driver ({holder.describe()}); "
+                  f"wait for it, or stop it and run this again", file=sys.stderr)
+            return exit_codes.BUSY
     store.write_text("sweep.json", json.dumps(sweep_metadata(space, data, storage, journal), indent=2, default=str))
     log_path = Path(f"{local_dir}/sweep.log") if local_dir else Path(f"{space.name}-sweep.log").resolve()
 
@@ -237,15 +273,16 @@ def main(argv: list[str] | None = None) -> int:
         print(note)
     sys.stdout.flush()
     with console.quiet(log_path, verbose=args.verbose) as out:
-        return execute(args, space, base, data, sweep_uri, store, journal, wandb_mode, out)
+        return execute(args, space, base, data, sweep_uri, store, journal, wandb_mode, out, stop, claims, argv)
 
 
 def execute(args: argparse.Namespace, space: Space, base: dict, data: str, sweep_uri: str, store: ResultsStore,
-            journal: str | None, wandb_mode: str, out: console.Console) -> int:
-    """The sweep after planning: trials, then the end summary and the report."""
+            journal: str | None, wandb_mode: str, out: console.Console, stop, claims: Claims, argv: list[str]) -> int:
+    """The sweep after planning: trials, then the end summary, the report and the exit status."""
     started = time.time()
+    info = data_info(data)
     if space.search is None:
-        jobs, skipped = pending_jobs(space, base, data, sweep_uri, store, args)
+        jobs, skipped = pending_jobs(space, base, data, sweep_uri, store, args, info)
         out.line(f"{len(jobs)} trials to run, {skipped} (cell, seed)s already stored")
         runnable = bool(jobs)
     else:
@@ -253,35 +290,40 @@ def execute(args: argparse.Namespace, space: Space, base: dict, data: str, sweep
         remaining = max(space.search.num_trials - completed, 0) if not args.force else space.search.num_trials
         out.line(f"{remaining} search trials to run ({completed} of {space.search.num_trials} already complete)")
         runnable, jobs = remaining > 0, None
-    if runnable:
-        from sweeper import tune_runner  # Ray is imported only when there is work for it
+    with claims:
+        if runnable:
+            from sweeper import tune_runner  # Ray is imported only when there is work for it
 
-        how = tune_runner.connect(args.address, with_dashboard=space.resources.workers > 0)
-        out.line(f"Ray: {how}; trials: "
-                 f"{'in-process' if space.resources.workers == 0 else f'{space.resources.workers} Ray Train worker(s)'}")
-        template = None
-        if space.search is not None:
-            template = Job(sweep=space.name, study="search", variant="", factors={}, base=base,
-                           seeds=space.seeds[:space.search.seeds_per_trial], data=data, sweep_uri=sweep_uri,
-                           objective=space.search.metric)
-        try:
-            errors = tune_runner.run_tune(jobs=jobs, search=space.search, template_job=template,
-                                          resources=space.resources, sweep_uri=sweep_uri, sweep_name=space.name,
-                                          wandb_mode=wandb_mode, optuna_journal=journal,
-                                          num_search_trials=remaining if space.search else 0, console=out)
-            stored = tune_runner.store_trial_errors(errors, sweep_uri)
-        finally:
-            tune_runner.disconnect(how)
-        if stored:
-            out.line(f"{stored} seeds of crashed trials stored as failed")
-    frame = store.read()
-    ok = int((frame["status"] == OK).sum()) if not frame.empty else 0
-    out.line(f"done in {time.time() - started:.0f} s: {ok} ok rows, {len(frame) - ok} failed rows in {sweep_uri}/results")
-    if not args.no_report:
-        write_report(sweep_uri, wandb_mode, out)
-    if wandb_mode != "off":
-        out.line(wandb_summary(wandb_mode, space.name, sweep_uri))
-    return 0
+            how = tune_runner.connect(args.address, with_dashboard=space.resources.workers > 0)
+            stop.rearm()  # ray.init put its own SIGTERM handler in place of ours
+            try:
+                out.line(f"Ray: {how}; trials: "
+                         f"{'in-process' if space.resources.workers == 0 else f'{space.resources.workers} Ray Train worker(s)'}")
+                try:
+                    cap = concurrency(space.resources, tune_runner.cluster_shape(local="started" in how),
+                                      space.resources.max_concurrent)
+                except ResourceError as exc:
+                    out.warn(f"error: {space.path}: {exc}")
+                    return exit_codes.USAGE
+                if space.resources.workers > 0:
+                    out.line(f"at most {cap} trial(s) at once: {trial_need(space.resources)}")
+                template = None
+                if space.search is not None:
+                    template = Job(sweep=space.name, study="search", variant="", factors={}, base=base,
+                                   seeds=space.seeds[:space.search.seeds_per_trial], data=data, sweep_uri=sweep_uri,
+                                   objective=space.search.metric, domains=info.domain_names, bayes=info.has_truth,
+                                   keep_models=space.keep_models)
+                errors = tune_runner.run_tune(jobs=jobs, search=space.search, template_job=template,
+                                              resources=space.resources, sweep_uri=sweep_uri, sweep_name=space.name,
+                                              wandb_mode=wandb_mode, optuna_journal=journal,
+                                              num_search_trials=remaining if space.search else 0, console=out,
+                                              max_concurrent=cap, claims=claims)
+                stored = tune_runner.store_trial_errors(errors, sweep_uri)
+            finally:
+                tune_runner.disconnect(how)
+            if stored:
+                out.line(f"{stored} seeds of crashed trials stored as failed")
+    return finish(args, space, base, store, sweep_uri, journal, wandb_mode, started, stop, argv, out)
 
 
 def wandb_summary(mode: str, sweep_name: str, sweep_uri: str) -> str:
@@ -304,23 +346,78 @@ def wandb_summary(mode: str, sweep_name: str, sweep_uri: str) -> str:
             f"wandb sync {wandb_dir}/wandb/offline-run-*")
 
 
-def pending_jobs(space: Space, base: dict, data: str, sweep_uri: str, store: ResultsStore,
-                 args: argparse.Namespace) -> tuple[list[Job], int]:
-    """One job per (variant, seed) not yet stored (ok; failed too unless --rerun-failed)."""
+def finish(args, space: Space, base: dict, store: ResultsStore, sweep_uri: str, journal: str | None,
+           wandb_mode: str, started: float, stop, argv: list[str], out: console.Console) -> int:
+    """Count what is stored against what was planned, write the report, say it, pick the exit status."""
+    frame = store.read()
+    elapsed = time.time() - started
+    results = f"{sweep_uri}/results"
+    if space.search is None:
+        planned = set(planned_keys(space, base))
+        ok_keys, failed_keys = store.stored()
+        n_ok, n_failed = len(planned & ok_keys), len(planned & failed_keys)
+        n_missing = len(planned) - n_ok - n_failed
+        summary = f"{n_ok} of {len(planned)} planned (cell, seed)s stored ok, {n_failed} failed, {n_missing} missing"
+        complete = n_ok == len(planned) and n_ok > 0
+    else:
+        n_ok = int((frame["status"] == OK).sum()) if not frame.empty else 0
+        n_failed = int((frame["status"] == FAILED).sum()) if not frame.empty else 0
+        completed = completed_search_trials(journal, space.name)
+        summary = (f"{min(completed, space.search.num_trials)} of {space.search.num_trials} search trials complete, "
+                   f"{n_ok} ok rows, {n_failed} failed rows")
+        complete = completed >= space.search.num_trials and n_failed == 0 and n_ok > 0
+    partial = None
+    if stop.signal:
+        code = exit_codes.BY_SIGNAL[stop.signal]
+        partial = f"partial: the sweep was stopped by {stop.name} ({summary})"
+    else:
+        code = exit_codes.OK if complete else exit_codes.FAILED
+        if not complete:
+            partial = f"incomplete: {summary}"
+    if complete and not stop.signal:  # a finished sweep ends with its answer: the verdicts come last
+        out.line(f"done in {elapsed:.0f} s: {summary} in {results}")
+    if wandb_mode != "off":
+        out.line(wandb_summary(wandb_mode, space.name, sweep_uri))
+    if not args.no_report:
+        write_report(sweep_uri, wandb_mode, out, partial)
+    resume = shlex.join(["python", "sweeper/run.py", *argv])
+    if stop.signal:  # an unfinished one ends with what is missing, how to resume and its exit status
+        out.line(f"stopped by {stop.name} after {elapsed:.0f} s: {summary}; trials that had not finished stored "
+                 f"nothing; resume with: {resume} (exit {code})")
+    elif not complete:
+        hint = " (--rerun-failed retries the failed ones)" if n_failed else ""
+        out.line(f"incomplete after {elapsed:.0f} s: {summary}; the error column of {results} says why{hint} "
+                 f"(exit {code})")
+    return code
+
+
+def planned_keys(space: Space, base: dict) -> dict[tuple[str, int], tuple[str, int]]:
+    """Every (cell, seed) a replicate sweep plans, with its (variant, seed)."""
     from model.config import RunConfig
-    done, failed = (set(), set()) if args.force else store.stored()
-    if args.rerun_failed:
-        failed = set()
-    jobs, skipped = [], 0
+    out = {}
     for variant in space.variants:
         for seed in space.seeds:
             flat = RunConfig().with_overrides({**base, **variant.factors, "seed": seed}).flat()
-            key = (cell_key(flat), seed)
-            if key in done or key in failed:
-                skipped += 1
-                continue
-            jobs.append(Job(sweep=space.name, study="replicate", variant=variant.name, factors=variant.factors,
-                            base=base, seeds=(seed,), data=data, sweep_uri=sweep_uri))
+            out[(cell_key(flat), seed)] = (variant.name, seed)
+    return out
+
+
+def pending_jobs(space: Space, base: dict, data: str, sweep_uri: str, store: ResultsStore,
+                 args: argparse.Namespace, info: DataInfo) -> tuple[list[Job], int]:
+    """One job per (variant, seed) not yet stored (ok; failed too unless --rerun-failed)."""
+    done, failed = (set(), set()) if args.force else store.stored()
+    if args.rerun_failed:
+        failed = set()
+    attempts = store.attempts()
+    jobs, skipped = [], 0
+    for key, (variant_name, seed) in planned_keys(space, base).items():
+        if key in done or key in failed:
+            skipped += 1
+            continue
+        variant = next(v for v in space.variants if v.name == variant_name)
+        jobs.append(Job(sweep=space.name, study="replicate", variant=variant.name, factors=variant.factors,
+                        base=base, seeds=(seed,), data=data, sweep_uri=sweep_uri, attempts=(attempts.get(key, 0) + 1,),
+                        domains=info.domain_names, bayes=info.has_truth, keep_models=space.keep_models))
     return jobs, skipped
 
 
@@ -338,13 +435,13 @@ def completed_search_trials(journal: str, study_name: str) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
-def write_report(sweep_uri: str, wandb_mode: str, out: console.Console) -> None:
+def write_report(sweep_uri: str, wandb_mode: str, out: console.Console, partial: str | None = None) -> None:
     if "://" in sweep_uri:
         out.line("report: fetch the sweep locally, then run: python -m sweeper.report DIR")
         return
     from sweeper.report import VERDICTS_TXT, write_report as render
     try:
-        path = render(sweep_uri, wandb_mode=wandb_mode)
+        path = render(sweep_uri, wandb_mode=wandb_mode, partial=partial)
         out.line(f"report: {path / 'report.html'}")
         verdict_lines = (path / VERDICTS_TXT).read_text().splitlines() if (path / VERDICTS_TXT).is_file() else []
         if verdict_lines:  # the answer, as the sweep's last lines

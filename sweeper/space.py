@@ -28,12 +28,12 @@ LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = {"name", "description", "study", "table", "layout", "data", "seeds", "metrics", "base", "resources",
             "variants", "reference", "published", "search", "profiles", "base_from", "dataset", "hypotheses",
-            "seed_test"}
+            "seed_test", "keep_models"}
 VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference"}
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent"}
 SEARCH_KEYS = {"metric", "mode", "num_trials", "max_concurrent", "seeds_per_trial", "params", "asha", "sampler_seed"}
 ASHA_KEYS = {"enabled", "grace_period", "reduction_factor"}
-PROFILE_KEYS = {"data", "seeds", "base", "search", "resources"}
+PROFILE_KEYS = {"data", "seeds", "base", "search", "resources", "keep_models"}
 BASE_FROM_KEYS = {"sweep", "top_k", "storage"}
 
 
@@ -108,6 +108,7 @@ class Space:
     reference: str | None = None  # the file's default reference (also for base_from's variants)
     hypotheses: tuple[hyp.Hypothesis, ...] = ()  # `reference: all` still unresolved (base_from adds variants)
     seed_test: str = "paired"
+    keep_models: bool = True  # store each finished (cell, seed)'s best-epoch weights under models/
 
     def comparisons(self) -> list[dict]:
         """(variant, reference) pairs, fixed by the file before any result exists."""
@@ -125,14 +126,21 @@ class Space:
 
 
 def find_space(name_or_path: str) -> Path:
-    """A path as given, else a file shipped in the installed `search_spaces` package."""
-    path = Path(name_or_path)
-    if path.exists():
+    """A path as given, else (for a bare name such as table5_ablation) a shipped space file.
+
+    Anything that looks like a path (a folder separator or ~) must exist: a typo in a path never
+    silently runs the shipped file of the same name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
         return path
-    shipped = importlib.resources.files("search_spaces") / (path.stem + ".yaml")
-    if shipped.is_file():
+    shipped_dir = importlib.resources.files("search_spaces")
+    available = sorted(p.name for p in shipped_dir.iterdir() if p.name.endswith(".yaml"))
+    if "/" in name_or_path or "\\" in name_or_path or name_or_path.startswith("~"):
+        raise SpaceError(f"space file {name_or_path!r} does not exist (a bare name such as table5_ablation "
+                         f"picks a shipped space: {available})")
+    shipped = shipped_dir / (path.stem + ".yaml")
+    if path.suffix in ("", ".yaml", ".yml") and shipped.is_file():
         return Path(str(shipped))
-    available = sorted(p.name for p in importlib.resources.files("search_spaces").iterdir() if p.name.endswith(".yaml"))
     raise SpaceError(f"space file {name_or_path!r} not found (shipped spaces: {available})")
 
 
@@ -216,10 +224,14 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
             fail("hypotheses", "a search is exploratory and tests nothing; declare hypotheses in the replicate "
                                "that follows it (base_from), or write `hypotheses: []`")
     declared = _hypotheses(raw, variants, base_from, metrics, data, fail)
+    keep_models = raw.get("keep_models", True)
+    if not isinstance(keep_models, bool):
+        fail("keep_models", f"must be true or false, got {keep_models!r}")
     return Space(path=where, name=name, study=study, table=_typed(raw, "table", str, fail, default=name),
                  layout=layout, data=data, dataset=raw.get("dataset"), seeds=tuple(seeds), metrics=tuple(metrics),
                  base=base, resources=resources, variants=variants, published=published, search=search,
-                 base_from=base_from, reference=raw.get("reference"), hypotheses=declared, seed_test=seed_test)
+                 base_from=base_from, reference=raw.get("reference"), hypotheses=declared, seed_test=seed_test,
+                 keep_models=keep_models)
 
 
 def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | None, metrics: list,

@@ -1,27 +1,34 @@
 """One sweep trial without Ray: train a configuration for its seeds and store one row per seed.
 
 Ray Tune (in-process path) and Ray Train workers both call `run_job`; so can a plain script.
-A seed whose training raises (NaN loss, out of memory, bad data) is stored as failed with its
-cause and the next seed goes on.
+A seed whose training raises (NaN loss, out of memory, bad config) is stored as failed with its
+cause and the next seed goes on; so is every seed when the data cannot load. None of these is
+raised to Ray, so Ray never retries what fails the same way every time: only infrastructure
+failures (sweeper/errors.py) propagate, and Ray's retry continues from the last checkpoint.
 """
 from __future__ import annotations
 
 import math
 import time
-import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 
+from model.checkpoint import TrainState, artefact_bytes
 from model.config import RunConfig
 from model.data import MultiDomainData
 from model.datasets import load_data
 from model.train import train
+from sweeper.errors import describe, is_infrastructure
+from sweeper.schema import row_schema
 from sweeper.space import cell_key
 from sweeper.store import FAILED, OK, ResultsStore, provenance
 
-Report = Callable[[dict], None]
+CHECKPOINT_FILE = "trial_state.pt"
+# report(record, checkpoint): every epoch's record; checkpoint is None, or the Checkpoint to save with it.
+Report = Callable[[dict, "Checkpoint | None"], None]
 
 
 class SeedHooks(Protocol):
@@ -36,7 +43,10 @@ _DATA_CACHE: dict[str, MultiDomainData] = {}
 
 @dataclass(frozen=True)
 class Job:
-    """The work of one trial. factors: flat config overrides on top of base; seeds run in order."""
+    """The work of one trial. factors: flat config overrides on top of base; seeds run in order.
+
+    attempts[i] numbers the row of seeds[i] (1 + the attempts stored before); domains and bayes fix
+    the metric columns of the results schema (sweeper/schema.py)."""
 
     sweep: str
     study: str
@@ -48,9 +58,40 @@ class Job:
     sweep_uri: str
     objective: str = "val_auc_overall"
     trial_id: str = ""
+    attempts: tuple[int, ...] = ()
+    domains: tuple[str, ...] = ()
+    bayes: bool = False
+    keep_models: bool = True
 
     def config(self, seed: int) -> RunConfig:
         return RunConfig().with_overrides({**self.base, **self.factors, "seed": seed})
+
+    def attempt(self, seed: int) -> int:
+        return self.attempts[list(self.seeds).index(seed)] if self.attempts else 1
+
+    @property
+    def schema(self):
+        return row_schema(tuple(self.domains), bool(self.bayes))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trial's progress: the seed in training and its TrainState after the last epoch."""
+
+    seed: int
+    state: TrainState
+
+    def save(self, folder: str | Path) -> None:
+        payload = {"seed": self.seed, "state": self.state.to_bytes()}
+        torch.save(payload, Path(folder) / CHECKPOINT_FILE)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Checkpoint | None":
+        path = Path(folder) / CHECKPOINT_FILE
+        if not path.is_file():
+            return None
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(seed=int(payload["seed"]), state=TrainState.from_bytes(payload["state"]))
 
 
 def cached_data(spec: str) -> MultiDomainData:
@@ -62,41 +103,78 @@ def cached_data(spec: str) -> MultiDomainData:
 
 
 def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | None = None,
-            write_rows: bool = True, row_extra: dict | None = None, seed_hooks: SeedHooks | None = None) -> dict:
+            write_rows: bool = True, row_extra: dict | None = None, resume: Checkpoint | None = None,
+            checkpoints: bool = False, seed_hooks: SeedHooks | None = None) -> dict:
     """Train every seed of the job, storing each as soon as it ends; return the trial summary.
 
-    report(record) receives every epoch's record plus `seed`, `epoch` and `objective` (the
-    monitored validation metric); the summary's `objective` is the mean over the seeds that ran ok.
-    write_rows is False on every DDP rank but 0; row_extra adds columns (e.g. the Ray node id).
+    report(record, checkpoint) receives every epoch's record plus `seed`, `epoch` and `objective`
+    (the monitored validation metric) and, with checkpoints, the trial's Checkpoint to persist with
+    it; resume continues the seed it names from its state. A seed already stored by an earlier try
+    of this trial is not trained again. The summary's `objective` is the mean over the seeds that
+    ran ok. write_rows is False on every DDP rank but 0; row_extra adds columns (e.g. the node id).
     seed_hooks hear of each seed's start and of its row once stored.
     """
     store = ResultsStore(job.sweep_uri)
-    data = cached_data(job.data)
+    try:
+        data = cached_data(job.data)
+    except Exception as exc:  # noqa: BLE001 - bad data fails every seed the same way: store, never retry
+        if is_infrastructure(exc):
+            raise
+        error = describe(exc)
+        for seed in job.seeds:
+            if write_rows and not store.has_row(_cell(job, seed), seed, job.attempt(seed)):
+                store.write_row({**failed_row(job, seed, error), **(row_extra or {}), "device": str(device)},
+                                job.schema)
+        return {"objective": math.nan, "seeds_ok": 0, "seeds_failed": len(job.seeds), "done": True}
+
     scores: list[float] = []
     for seed_index, seed in enumerate(job.seeds):
         config = job.config(seed)
-        row = {**_identity(job, seed, config.flat()), "device": str(device), **(row_extra or {})}
+        flat = config.flat()
+        cell, attempt = cell_key(flat), job.attempt(seed)
+        earlier = store.read_row(cell, seed, attempt)
+        if earlier is not None:  # this trial was retried after a crash: the seed is done
+            if earlier["status"] == OK:
+                scores.append(float(earlier[job.objective]))
+            continue
+        row = {**_identity(job, seed, flat), "device": str(device), **(row_extra or {})}
         started = time.time()
         if seed_hooks is not None:
             seed_hooks.start_seed(row)
+        last: dict = {}
 
         def on_epoch(epoch: int, record: dict, seed=seed, seed_index=seed_index):
-            if report is not None:
-                report({**record, "seed": seed, "seed_index": seed_index, "objective": record[job.objective]})
+            last.clear()
+            last.update({**record, "seed": seed, "seed_index": seed_index, "objective": record[job.objective]})
+            if report is not None and not checkpoints:
+                report(dict(last), None)
 
+        def on_state(state: TrainState, seed=seed):
+            report(dict(last), Checkpoint(seed=seed, state=state))
+
+        state = resume.state if resume is not None and resume.seed == seed else None
         try:
-            result = train(config, data, device=device, on_epoch=on_epoch)
+            result = train(config, data, device=device, on_epoch=on_epoch,
+                           on_state=on_state if checkpoints and report is not None else None, resume=state)
         except Exception as exc:  # noqa: BLE001 - any training failure is data, not a crash
-            row |= {"status": FAILED, "error": f"{type(exc).__name__}: {exc}\n{_short_traceback(exc)}",
-                    "wall_time_s": time.time() - started}
+            if is_infrastructure(exc):
+                raise
+            row |= {"status": FAILED, "error": describe(exc), "wall_time_s": time.time() - started}
         else:
             row |= {"status": OK, "error": "", **result.metrics, "best_epoch": result.best_epoch,
                     "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
-                    "samples_per_s": result.samples_per_s}
+                    "samples_per_s": result.samples_per_s, "resumed_from_epoch": result.resumed_from_epoch}
+            if write_rows and job.keep_models and result.best_state is not None:
+                name = f"models/{cell}-s{seed}-a{attempt}.pt"
+                blob = artefact_bytes(result.best_state, flat, vocab_sizes=data.vocab_sizes,
+                                      domain_names=data.domain_names, field_names=data.field_names, data=job.data,
+                                      metrics=result.metrics, epoch=result.best_epoch)
+                store.write_bytes(name, blob)
+                row |= {"model_path": name, "model_bytes": len(blob)}
             scores.append(result.metrics[job.objective])
         row |= {"finished_at": time.time(), **provenance()}
         if write_rows:
-            store.write_row(row)
+            store.write_row(row, job.schema)
         if seed_hooks is not None:
             seed_hooks.end_seed(row)
     objective = sum(scores) / len(scores) if scores else math.nan
@@ -105,16 +183,16 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
 
 
 def failed_row(job: Job, seed: int, error: str) -> dict:
-    """The row the driver stores for a seed whose trial died before it could write one itself."""
+    """The row stored for a seed that failed before or outside training (its trial died, bad data)."""
     return {**_identity(job, seed, job.config(seed).flat()), "status": FAILED, "error": error,
             "finished_at": time.time(), **provenance()}
 
 
+def _cell(job: Job, seed: int) -> str:
+    return cell_key(job.config(seed).flat())
+
+
 def _identity(job: Job, seed: int, flat: dict) -> dict:
-    """The columns that say which sweep, variant, cell and seed a row belongs to (factors included)."""
+    """The columns that say which sweep, variant, cell, seed and attempt a row is (factors included)."""
     return {"sweep": job.sweep, "study": job.study, "variant": job.variant, "cell": cell_key(flat),
-            "trial_id": job.trial_id, "data": job.data, **flat, "seed": seed}
-
-
-def _short_traceback(exc: BaseException, limit: int = 4) -> str:
-    return "".join(traceback.format_tb(exc.__traceback__, limit=-limit))
+            "trial_id": job.trial_id, "data": job.data, **flat, "seed": seed, "attempt": job.attempt(seed)}

@@ -11,23 +11,32 @@ import contextlib
 import dataclasses
 import math
 import os
+import secrets
 import socket
+import stat
+import tempfile
 import time
 import uuid
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
 from ray.tune import Callback
+from ray.tune.search import Searcher
 
 from model.config import RunConfig
 from sweeper import wandb_log
+from sweeper.claims import Claims
 from sweeper.console import Console, ProgressDisplay
+from sweeper.errors import describe, is_infrastructure
+from sweeper.preflight import DRIVER_CPU, ClusterShape, Node, autoscaler_nodes
 from sweeper.space import Param, Resources, Search, cell_key
 from sweeper.store import ResultsStore, join, provenance, resolve
-from sweeper.trial import Job, failed_row, run_job
+from sweeper.trial import Checkpoint, Job, failed_row, run_job
 
 
 # ---- connecting --------------------------------------------------------------------------------
@@ -54,16 +63,79 @@ def connect(address: str | None, *, with_dashboard: bool) -> str:
         return "already connected"
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
-        ray.init(address=target, logging_level="WARNING", log_to_driver=True)
+        with _loopback_node(target):
+            ray.init(address=target, logging_level="WARNING", log_to_driver=True)
         return f"cluster at {target}"
     found = existing_cluster()
     if found:
         # "auto" (not the explicit address) also picks up the cluster's token from ~/.ray/auth_token.
-        ray.init(address="auto", logging_level="WARNING", log_to_driver=True)
+        with _loopback_node(found):
+            ray.init(address="auto", logging_level="WARNING", log_to_driver=True)
         return f"cluster at {found}"
-    # The dashboard lets Train V2 clean up the placement groups of stopped trials.
-    ray.init(address="local", include_dashboard=with_dashboard, logging_level="WARNING")
-    return STARTED_LOCAL
+    token = ensure_local_token()
+    start_local(with_dashboard=with_dashboard)
+    return f"{STARTED_LOCAL}, listening on 127.0.0.1 only, token auth ({token})"
+
+
+def start_local(*, with_dashboard: bool, **init_args) -> None:
+    """Ray in this process, reachable from this machine only, with token auth on.
+
+    Ray 2.60 binds its GCS, raylet, worker, agent and dashboard servers to the node's IP address,
+    which it takes to be 127.0.0.1 on single-machine platforms (see _loopback_node): then nothing
+    listens on another interface (tests/sweeper/test_local_ray.py checks)."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()  # RAY_AUTH_MODE=token for this process (its cached config too) and its children
+    with _loopback_node("127.0.0.1"):
+        # The dashboard lets Train V2 clean up the placement groups of stopped trials.
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=with_dashboard,
+                 dashboard_host="127.0.0.1", logging_level="WARNING", **init_args)
+
+
+@contextmanager
+def _loopback_node(address: str):
+    """For an address on 127.0.0.1: Ray's single-machine mode while ray.init runs.
+
+    Ray replaces 127.0.0.1 by the machine's network address unless `ENABLE_RAY_CLUSTER` is off (its
+    switch for macOS and Windows, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0): off, a new node binds to
+    127.0.0.1, and a client of such a node reaches it (another shell: set that variable)."""
+    from ray._private import ray_constants
+
+    if not address.startswith(("127.", "localhost")):
+        yield
+        return
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def ensure_local_token() -> str:
+    """The token the local Ray uses: RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token, created (or tightened) to mode 0600 so no other user can read it."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "token from RAY_AUTH_TOKEN"
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            path.chmod(0o600)
+            return f"{path}, now mode 0600"
+        return str(path)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    return f"{path}, new, mode 0600"
+
+
+def cluster_shape(local: bool) -> ClusterShape:
+    """The nodes of the connected cluster (alive now), plus what its autoscaler may add."""
+    nodes = tuple(Node(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+                  for n in ray.nodes() if n.get("Alive"))
+    return ClusterShape(nodes=nodes, may_add=() if local else autoscaler_nodes())
 
 
 STARTED_LOCAL = "local Ray started in-process"
@@ -72,7 +144,7 @@ STARTED_LOCAL = "local Ray started in-process"
 def disconnect(how: str) -> None:
     """Stop the Ray we started (its workers' last output then lands in the sweep log, not after
     the summary); leave a cluster we joined alone."""
-    if how == STARTED_LOCAL and ray.is_initialized():
+    if how.startswith(STARTED_LOCAL) and ray.is_initialized():
         ray.shutdown()
 
 
@@ -98,15 +170,16 @@ def _seed_runs(template: dict, job: Job) -> wandb_log.TrialLogger:
 
 
 def _run_logged(job: Job, runs: wandb_log.TrialLogger, report, *, device, row_extra: dict,
-                write_rows: bool = True) -> dict:
-    """run_job with each seed's W&B run; a run left open by a stop (ASHA) or crash is finished."""
-    def report_epoch(record: dict) -> None:
+                write_rows: bool = True, resume: Checkpoint | None = None) -> dict:
+    """run_job (with per-epoch checkpoints) and each seed's W&B run; a run left open by a stop
+    (ASHA) or crash is finished."""
+    def report_epoch(record: dict, checkpoint: Checkpoint | None) -> None:
         runs.log_epoch(record)  # before report: a stopped trial's report raises SystemExit
-        report(record)
+        report(record, checkpoint)
 
     try:
         summary = run_job(job, device=device, report=report_epoch, write_rows=write_rows, row_extra=row_extra,
-                          seed_hooks=runs)
+                          seed_hooks=runs, resume=resume, checkpoints=True)
     except BaseException as exc:
         runs.close("stopped" if isinstance(exc, SystemExit) else f"crashed: {type(exc).__name__}")
         raise
@@ -123,11 +196,58 @@ def _device(gpus: float) -> str:
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
+def reporter(report_fn, checkpoint_cls):
+    """report(record, checkpoint) for run_job through Tune's or Train's report: the trial's state
+    goes to the sweep's storage with the epoch's metrics, so a retried trial goes on from there."""
+    def report(record: dict, checkpoint: Checkpoint | None) -> None:
+        if checkpoint is None:
+            report_fn(record)
+            return
+        with tempfile.TemporaryDirectory(prefix="crocodile-ckpt-") as folder:
+            checkpoint.save(folder)
+            report_fn(record, checkpoint=checkpoint_cls.from_directory(folder))  # uploaded before it returns
+    return report
+
+
+def restored(checkpoint) -> Checkpoint | None:
+    """The trial's Checkpoint from Ray's (None on a first try)."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return Checkpoint.load(folder)
+
+
+def _store_failure(job: Job, exc: BaseException, row_extra: dict) -> dict:
+    """A trial that failed outside training (setup, a bug): its unstored seeds are stored failed at
+    once; retrying would fail the same way."""
+    store, error = ResultsStore(job.sweep_uri), describe(exc)
+    for seed in job.seeds:
+        row = failed_row(job, seed, error)
+        if not store.has_row(row["cell"], seed, job.attempt(seed)):
+            store.write_row({**row, **row_extra}, job.schema)
+    return {"objective": math.nan, "seeds_ok": 0, "seeds_failed": len(job.seeds), "done": True}
+
+
+def _quiet_checkpoint_logs() -> None:
+    """Ray logs every persisted checkpoint at INFO: one line per trial and epoch."""
+    import logging
+
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def inprocess_trainable(config: dict, template: dict):
     torch.set_num_threads(max(1, int(template["cpus"])))  # oversubscribed threads made trials 17x slower
+    _quiet_checkpoint_logs()
     job = _job_from(config, template)
-    summary = _run_logged(job, _seed_runs(template, job), tune.report, device=_device(template["gpus"]),
-                          row_extra=_where())
+    try:
+        summary = _run_logged(job, _seed_runs(template, job), reporter(tune.report, tune.Checkpoint),
+                              device=_device(template["gpus"]), row_extra=_where(),
+                              resume=restored(tune.get_checkpoint()))
+    except Exception as exc:  # noqa: BLE001 - only infrastructure failures go to Ray's retries
+        if is_infrastructure(exc):
+            raise
+        summary = _store_failure(job, exc, _where())
     tune.report(summary)
 
 
@@ -136,17 +256,33 @@ def _worker_loop(loop_config: dict):
     import ray.train.torch
 
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
+    _quiet_checkpoint_logs()
     job = Job(**loop_config["job"])
-    rank = ray.train.get_context().get_world_rank()
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    where = {**_where(), "path": "ray_train", "num_workers": context.get_world_size()}
+
+    def report(record: dict, checkpoint: Checkpoint | None) -> None:
+        # Every rank reports each epoch (Train syncs on it); rank 0 alone carries the state.
+        reporter(ray.train.report, ray.train.Checkpoint)(record, checkpoint if rank == 0 else None)
+
     # W&B from rank 0 only: one run per seed, not one per worker.
     runs = _seed_runs(loop_config if rank == 0 else {}, job)
-    summary = _run_logged(job, runs, ray.train.report, device=ray.train.torch.get_device(), write_rows=rank == 0,
-                          row_extra={**_where(), "path": "ray_train", "num_workers": ray.train.get_context().get_world_size()})
+    try:
+        summary = _run_logged(job, runs, report, device=ray.train.torch.get_device(), write_rows=rank == 0,
+                              row_extra=where, resume=restored(ray.train.get_checkpoint()))
+    except Exception as exc:  # noqa: BLE001 - only infrastructure failures go to Train's retries
+        if is_infrastructure(exc):
+            raise
+        summary = _store_failure(job, exc, where) if rank == 0 else {"done": True}
     ray.train.report(summary)
 
 
+TRAIN_RETRIES = 2  # worker-group failures (a worker's node lost) and startup timeouts, per Tune try
+
+
 def train_trainable(config: dict, template: dict):
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -158,8 +294,14 @@ def train_trainable(config: dict, template: dict):
         train_loop_config={"job": dataclasses.asdict(job), "cpus": template["cpus"], "wandb": template.get("wandb")},
         scaling_config=ScalingConfig(num_workers=template["workers"], use_gpu=gpus > 0,
                                      resources_per_worker=per_worker),
-        run_config=RunConfig(name=f"train-{job.trial_id}-{uuid.uuid4().hex[:6]}",
-                             storage_path=template["train_storage"], callbacks=[TuneReportCallback()]),
+        # One name per Tune trial: a retry of the trial (its driver's node lost) finds the Train
+        # run's checkpoints in storage and goes on from the last epoch. Every retry is bounded:
+        # Train's default retries a worker group that cannot start forever.
+        run_config=RunConfig(name=f"train-{job.trial_id}", storage_path=template["train_storage"],
+                             callbacks=[TuneReportCallback()], checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             failure_config=FailureConfig(max_failures=TRAIN_RETRIES,
+                                                          controller_failure_limit=TRAIN_RETRIES,
+                                                          max_preemption_failures=10)),
     )
     trainer.fit()
 
@@ -173,7 +315,7 @@ def trainable_for(resources: Resources, template: dict):
         return tune.with_resources(fn, {"cpu": resources.cpus_per_worker, "gpu": resources.gpus_per_worker})
     fn = tune.with_parameters(train_trainable, template=template)
     # The driver trial only waits on its workers: a small CPU share (a 0-CPU trial is rejected).
-    return tune.with_resources(fn, {"cpu": 0.2})
+    return tune.with_resources(fn, {"cpu": DRIVER_CPU})
 
 
 # ---- progress ----------------------------------------------------------------------------------
@@ -262,6 +404,33 @@ def _described(trial) -> str:
     return f"{_label(trial)} ({params})"
 
 
+class DropCheckpoints(Callback):
+    """A trial's per-epoch checkpoints only serve to resume it: once it has ended (its rows are stored,
+    or it gave up) they are deleted, Tune's and its Ray Train run's (several times the model's size)."""
+
+    def __init__(self, sweep_uri: str):
+        self.fs, root = resolve(sweep_uri)
+        self.train_root = f"{root}/train"
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._drop(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._drop(trial)
+
+    def _drop(self, trial) -> None:
+        for fs, folder in ((trial.storage.storage_filesystem, trial.path),
+                           (self.fs, f"{self.train_root}/train-{trial.trial_id}")):
+            try:
+                infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+                for info in infos:
+                    if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                        fs.delete_dir(info.path)
+            except OSError as exc:  # storage hiccup: a few stale checkpoints, never a failed sweep
+                print(f"could not delete checkpoints under {folder}: {exc}", flush=True)
+
+
+# ---- W&B ---------------------------------------------------------------------------------------
 
 # ---- Optuna ------------------------------------------------------------------------------------
 
@@ -307,12 +476,21 @@ def optuna_space(params: tuple[Param, ...]) -> dict:
 
 def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job | None, resources: Resources,
              sweep_uri: str, sweep_name: str, wandb_mode: str, optuna_journal: str | None,
-             num_search_trials: int = 0, console: Console | None = None) -> list:
+             num_search_trials: int = 0, max_concurrent: int = 0, claims: Claims | None = None,
+             console: Console | None = None) -> list:
     """Run the trials; returns Tune's ResultGrid errors as (job-or-None, error text) pairs.
 
+    Replicate jobs are handed to Tune one at a time, each claimed for this driver just before it
+    starts (claims; see ClaimingSearcher). max_concurrent caps the trials at once (0: no cap).
     wandb_mode: online / offline / off; each trial logs its own runs (sweeper.wandb_log).
     """
     console = console or Console()
+    template = {"job": dataclasses.asdict(template_job) if template_job else None,
+                "train_storage": join(sweep_uri, "train")}
+    trainable = trainable_for(resources, template)
+    # Keeping one checkpoint per trial makes Tune snapshot its (small) state at every epoch, which it
+    # warns about each time; that cost is the price of resuming a lost trial at its last epoch.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     fs, local_root = resolve(sweep_uri)
     local_dir = local_root if "://" not in sweep_uri else None
     target = wandb_log.target_for(wandb_mode, sweep_name, local_dir)
@@ -321,9 +499,11 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
     trainable = trainable_for(resources, template)
     callbacks = []
     if search is None:
-        param_space = {"job": tune.grid_search([dataclasses.asdict(j) for j in jobs])}
+        param_space = {}
         total, metric, mode = len(jobs), "val_auc_overall", "max"
-        tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=resources.max_concurrent or None,
+        searcher = ClaimingSearcher(jobs, claims or Claims(sweep_uri), ResultsStore(sweep_uri))
+        tune_config = tune.TuneConfig(search_alg=searcher, num_samples=max(len(jobs), 1),
+                                      max_concurrent_trials=max_concurrent or None,
                                       reuse_actors=True, trial_dirname_creator=_trial_dirname)
     else:
         import optuna
@@ -353,15 +533,19 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
                                       grace_period=search.grace_period, reduction_factor=search.reduction_factor)
         param_space = optuna_space(search.params)
         total, metric, mode = num_search_trials, search.metric, search.mode
-        tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
+        limit = min(search.max_concurrent, max_concurrent) if max_concurrent else search.max_concurrent
+        tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
                                       scheduler=scheduler, num_samples=num_search_trials, reuse_actors=True)
         callbacks.append(OptunaAttrs(searcher, template_job, wandb_on=target is not None))
     progress = Progress(total, metric, mode, ProgressDisplay(console, total))
     tuner = tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config,
         run_config=tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:6]}", storage_path=sweep_uri,
-                                  verbose=1 if console.verbose else 0, callbacks=[progress, *callbacks],
-                                  failure_config=tune.FailureConfig(max_failures=2)),
+                                  verbose=1 if console.verbose else 0,
+                                  callbacks=[progress, DropCheckpoints(sweep_uri), *callbacks],
+                                  # Only infrastructure failures reach Tune (trials store the rest).
+                                  failure_config=tune.FailureConfig(max_failures=2),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     try:
         with _without_tune_loggers():
@@ -372,7 +556,7 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
     for result in grid:
         if result.error is not None:
             job = result.config.get("job") if result.config else None
-            errors.append((Job(**job) if job else None, f"{type(result.error).__name__}: {result.error}"))
+            errors.append((Job(**job) if job else None, describe(result.error)))
     return errors
 
 
@@ -393,14 +577,83 @@ def _without_tune_loggers():
 def store_trial_errors(errors: list, sweep_uri: str) -> int:
     """Trials that died before writing their own rows get a failed row per missing seed."""
     store = ResultsStore(sweep_uri)
-    have = set().union(*store.stored())
     count = 0
     for job, error in errors:
         if job is None:
             continue
         for seed in job.seeds:
             row = failed_row(job, seed, error)
-            if (row["cell"], seed) not in have:
-                store.write_row(row)
+            if not store.has_row(row["cell"], seed, job.attempt(seed)):
+                store.write_row(row, job.schema)
                 count += 1
     return count
+
+
+# ---- cell claims -------------------------------------------------------------------------------
+
+def job_key(job: Job) -> str:
+    """The claim key of a replicate job: its (cell, seed)."""
+    return f"{_cell(job)}-s{job.seeds[0]}"
+
+
+def _cell(job: Job) -> str:
+    from sweeper.space import cell_key
+
+    return cell_key(job.config(job.seeds[0]).flat())
+
+
+class ClaimingSearcher(Searcher):
+    """Replicate jobs for Tune, one at a time, each claimed for this driver just before its trial.
+
+    A job another live driver holds is skipped and tried again every poll_s (it is taken over when
+    that driver dies); one that meanwhile got its row is dropped. The search finishes when every
+    job ran here or was stored elsewhere, so every driver of a sweep ends with all of it stored."""
+
+    def __init__(self, jobs: list[Job], claims: Claims, store: ResultsStore, poll_s: float = 5.0):
+        super().__init__(metric="objective", mode="max")
+        self.pending, self.claims, self.store, self.poll_s = list(jobs), claims, store, poll_s
+        self.running: dict[str, str] = {}
+        self.stored_elsewhere = 0
+        self.waiting: dict[str, object] = {}
+        self.next_poll = 0.0
+
+    def suggest(self, trial_id: str):
+        now, polled = time.time(), False
+        for job in list(self.pending):
+            key = job_key(job)
+            if key in self.waiting and now < self.next_poll:
+                continue
+            polled = polled or key in self.waiting
+            holder = self.claims.try_claim(key)
+            if holder is not None:
+                if key not in self.waiting:
+                    print(f"{_job_label(job)} is being run by another driver ({holder.describe()}); "
+                          f"waiting for its row", flush=True)
+                self.waiting[key] = holder
+                continue
+            self.waiting.pop(key, None)
+            self.pending.remove(job)
+            if self.store.has_row(_cell(job), job.seeds[0], job.attempt(job.seeds[0])):
+                self.claims.release(key)  # stored by another driver while we waited
+                self.stored_elsewhere += 1
+                continue
+            self.running[trial_id] = key
+            return {"job": dataclasses.asdict(job)}
+        if polled:
+            self.next_poll = now + self.poll_s
+        return Searcher.FINISHED if not self.pending else None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self.running.pop(trial_id, None)
+        if key is not None:
+            self.claims.release(key)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the results store is the state, and the next run plans from it."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See save."""
+
+
+def _job_label(job: Job) -> str:
+    return f"{job.variant} seed {job.seeds[0]}"

@@ -27,9 +27,13 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from model.data import MultiDomainData
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from model.data import META_KEY, MultiDomainData
 from model.datasets import synthetic, synthetic_v1
 from model.datasets.prepare import DATA_FILE, SUMMARY_FILE, log
 from model.datasets.snapshot import load_snapshot, save_snapshot
@@ -128,3 +132,48 @@ def load_data(spec: str) -> MultiDomainData:
     check_spec(spec)
     kind, _, arg = spec.partition(":")
     return LOADERS[kind](arg)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a sweep must know about its data before any trial runs (no rows are read)."""
+
+    spec: str
+    name: str
+    domain_names: tuple[str, ...]
+    field_names: tuple[str, ...]
+    has_truth: bool  # the planted click probability is known (synthetic data): bayes* metrics exist
+    num_rows: int
+
+
+def describe_data(spec: str) -> DataInfo:
+    """Resolve spec and read only its metadata: the Parquet footer, or the generator's constants.
+
+    Raises what loading would raise (FileNotFoundError naming the file, ValueError for a file that
+    is not in our format) in milliseconds, before any expensive work."""
+    check_spec(spec)
+    kind, _, arg = spec.partition(":")
+    if kind in GENERATORS:
+        size = arg.partition(":")[0] or "tiny"
+        fields = ("user_id", "item_id", "domain_id", *synthetic.USER_FIELDS, *synthetic.ITEM_FIELDS)
+        world = GENERATORS[kind][1]
+        return DataInfo(spec, f"{world}-{size}", synthetic.DOMAIN_NAMES, fields, True,
+                        synthetic.SIZES[size].num_rows)
+    path = Path(arg)
+    if kind in PREPARED_KINDS:
+        path = path if path.suffix == ".parquet" else path / DATA_FILE
+        if not path.exists():
+            load_prepared(kind, arg)  # raises its FileNotFoundError with the `prepare` hint
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
+    try:
+        footer = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"dataset file {str(path)!r} is not a readable Parquet file: {exc}") from None
+    raw = (footer.schema_arrow.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise ValueError(f"{str(path)!r} is not a crocodile dataset: its Parquet schema has no "
+                         f"{META_KEY.decode()!r} metadata")
+    meta = json.loads(raw)
+    return DataInfo(spec, meta["name"], tuple(meta["domain_names"]), tuple(meta["field_names"]),
+                    "__truth" in footer.schema_arrow.names, footer.metadata.num_rows)

@@ -68,6 +68,8 @@ def test_launcher_config_is_secure_and_never_runs_ray_stop(path):
     # Token auth and the W&B key come from ray-env.sh, hooked into every node's ~/.bashrc (the
     # shell of `ray submit` / `ray exec`); the secrets come from file_mounts, not from this file.
     assert any("cluster/ray-env.sh" in c and "~/.bashrc" in c for c in cfg["setup_commands"])
+    env = (CLUSTER / "ray-env.sh").read_text()
+    assert "export RAY_AUTH_MODE=token" in env and "RAY_AUTH_TOKEN_PATH=" in env  # set by us, not Ray's default
     assert cfg["file_mounts"] == {"~/crocodile-sweeps": ".", "~/.crocodile/secrets": "~/.crocodile/secrets"}
     assert_no_secrets(path)
 

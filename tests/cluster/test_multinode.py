@@ -35,8 +35,11 @@ def cluster(short_tmp):
     os.environ.pop("RAY_ADDRESS", None)
     if ray.is_initialized():
         ray.shutdown()
+    # With the dashboard, as on a real head: Train V2 cleans up the placement group of a trial whose
+    # driver was lost through it (without, the lost trial's workers keep their CPUs).
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": free_port()})
+        "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
+        "dashboard_agent_listen_port": free_port()})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     try:
@@ -51,17 +54,17 @@ def cluster(short_tmp):
                 os.environ[key] = value
 
 
-def space(tmp_path, variants) -> str:
-    body = {"study": "replicate", "seeds": [0, 1], "reference": variants[0]["name"], "variants": variants,
-            "resources": {"workers": 0, "cpus_per_worker": 1}}
+def space(tmp_path, variants, resources: dict | None = None, seeds=(0, 1)) -> str:
+    body = {"study": "replicate", "seeds": list(seeds), "reference": variants[0]["name"], "variants": variants,
+            "resources": resources or {"workers": 0, "cpus_per_worker": 1}}
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(body))
     return str(path)
 
 
-def sweep(cluster, tmp_path, variants, *overrides) -> int:
-    return run.main(["--space", space(tmp_path, variants), "--storage", str(tmp_path / "sweeps"), "--name", "mn",
-                     "--smoke-test", "--wandb", "off", "--no-report", "--address", cluster.address,
+def sweep(cluster, tmp_path, variants, *overrides, resources: dict | None = None, seeds=(0, 1)) -> int:
+    return run.main(["--space", space(tmp_path, variants, resources, seeds), "--storage", str(tmp_path / "sweeps"),
+                     "--name", "mn", "--smoke-test", "--wandb", "off", "--no-report", "--address", cluster.address,
                      "num_embeddings=2", *overrides])
 
 
@@ -85,14 +88,31 @@ def test_trials_spread_over_the_worker_nodes(cluster, tmp_path):
     assert frame["node_id"].nunique() == 2, frame[["variant", "seed", "node_id"]]
 
 
-def test_losing_a_node_mid_sweep_retries_its_trial_and_loses_no_row(cluster, tmp_path):
-    cluster, workers = cluster
-    killed: dict = {}
-    problems: list[str] = []
+class NodeKiller:
+    """Removes a worker node (not the one the driver is attached to) while a trial runs there: its
+    CPU has been taken for `busy_s` and no row of its has landed in that time."""
 
-    def kill_a_node_mid_trial():
-        """Remove a worker node (not the one the driver is attached to) while a trial runs there:
-        its CPU has been taken for 1.5 s and no row of its has landed in that time."""
+    def __init__(self, cluster, workers, tmp_path, busy_s: float = 1.5, ready=lambda: True):
+        self.cluster, self.workers, self.tmp_path, self.busy_s = cluster, workers, tmp_path, busy_s
+        self.ready = ready  # kill only once this holds (e.g. a checkpoint exists)
+        self.killed: dict = {}
+        self.problems: list[str] = []
+        self.thread = threading.Thread(target=self._guarded, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join(timeout=30)
+
+    def _guarded(self):
+        try:
+            self._kill()
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            self.problems.append(repr(exc))
+
+    def _kill(self):
         deadline = time.time() + 240
         victim, since, rows_seen = None, None, 0
         while time.time() < deadline:
@@ -101,13 +121,13 @@ def test_losing_a_node_mid_sweep_retries_its_trial_and_loses_no_row(cluster, tmp
                 continue
             if victim is None:
                 driver = ray._private.worker.global_worker.node._raylet_socket_name
-                victim = next(n for n in reversed(workers) if n._raylet_socket_name != driver)
+                victim = next(n for n in reversed(self.workers) if n._raylet_socket_name != driver)
             per_node = ray._private.state.available_resources_per_node()
             if victim.node_id not in per_node:
-                problems.append(f"victim {victim.node_id} is not among the nodes {sorted(per_node)}")
+                self.problems.append(f"victim {victim.node_id} is not among the nodes {sorted(per_node)}")
                 return
             try:
-                stored = results(tmp_path)
+                stored = results(self.tmp_path)
             except OSError:  # a row file renamed while listed
                 continue
             rows = 0 if stored.empty else int((stored["node_id"] == victim.node_id).sum())
@@ -115,32 +135,52 @@ def test_losing_a_node_mid_sweep_retries_its_trial_and_loses_no_row(cluster, tmp
             if not busy or rows != rows_seen or since is None:
                 since, rows_seen = (time.time() if busy else None), rows
                 continue
-            if time.time() - since > 1.5:
-                killed.update(node_id=victim.node_id, rows_before=rows)
-                try:
-                    cluster.remove_node(victim)
-                except Exception as exc:  # noqa: BLE001 - reported below
-                    problems.append(repr(exc))
+            if time.time() - since > self.busy_s and self.ready():
+                self.killed.update(node_id=victim.node_id, rows_before=rows)
+                self.cluster.remove_node(victim)
                 return
-        problems.append("no trial ran on a removable node within 240 s")
+        self.problems.append("no trial ran on a removable node within 240 s")
 
-    def guarded():
-        try:
-            kill_a_node_mid_trial()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            problems.append(repr(exc))
 
-    killer = threading.Thread(target=guarded, daemon=True)
-    killer.start()
+def test_losing_a_node_mid_sweep_retries_its_trial_and_loses_no_row(cluster, tmp_path):
+    cluster, workers = cluster
     # 12 epochs (no early stopping): seconds per trial, so the node dies in the middle of one.
-    assert sweep(cluster, tmp_path, VARIANTS, "epochs=12", "patience=12") == 0
-    killer.join(timeout=30)
-    assert killed and not problems, problems
+    with NodeKiller(cluster, workers, tmp_path) as killer:
+        assert sweep(cluster, tmp_path, VARIANTS, "epochs=12", "patience=12") == 0
+    assert killer.killed and not killer.problems, killer.problems
 
     frame = results(tmp_path)
     assert_each_cell_and_seed_once_ok(frame, 6)  # nothing lost, nothing stored twice
-    assert int((frame["node_id"] == killed["node_id"]).sum()) == killed["rows_before"]
+    assert int((frame["node_id"] == killer.killed["node_id"]).sum()) == killer.killed["rows_before"]
     # The attempt that died with its node failed, and was retried to success (Tune appends each
-    # failed attempt of a trial to its error.txt; every trial ended ok above).
+    # failed attempt of a trial to its error.txt; every trial ended ok above), from its checkpoint.
     errors = [Path(p).read_text() for p in glob.glob(str(tmp_path / "sweeps" / "mn" / "tune-*" / "*" / "error.txt"))]
-    assert any("node has died" in text for text in errors), errors or "no trial attempt failed"
+    assert any("node has died" in text or "ActorDiedError" in text for text in errors), errors or "no attempt failed"
+
+
+def test_losing_a_node_under_a_ray_train_trial_loses_no_row(cluster, tmp_path):
+    cluster, workers = cluster
+    workers[:] = [w for w in workers if w in cluster.worker_nodes]  # remove_node drops a node from it
+    while len(workers) < 2:  # an earlier test removed one
+        workers.append(cluster.add_node(num_cpus=1))
+    cluster.wait_for_nodes()
+    # The Ray Train path: a 0.2-CPU trial driver + one 0.5-CPU DDP worker, so a trial fits on either
+    # one-CPU node; the node that goes holds the driver, the worker or both. Train restarts a lost
+    # worker group from the trial's last checkpoint, Tune a lost trial driver (whose new Train run
+    # finds the same run's checkpoints).
+    checkpoints, first_seen = str(tmp_path / "sweeps" / "mn" / "train" / "train-*" / "checkpoint_*"), []
+
+    def checkpointed() -> bool:
+        """A checkpoint folder appeared 2 s ago (by then it is uploaded and registered)."""
+        if not first_seen and glob.glob(checkpoints):
+            first_seen.append(time.time())
+        return bool(first_seen) and time.time() - first_seen[0] > 2
+
+    with NodeKiller(cluster, workers, tmp_path, busy_s=0.5, ready=checkpointed) as killer:
+        assert sweep(cluster, tmp_path, VARIANTS[:1], "epochs=12", "patience=12", seeds=(0,),
+                     resources={"workers": 1, "cpus_per_worker": 0.5}) == 0
+    assert killer.killed and not killer.problems, killer.problems
+    frame = results(tmp_path)
+    assert_each_cell_and_seed_once_ok(frame, 1)
+    assert set(frame["path"]) == {"ray_train"} and frame["epochs_run"].tolist() == [12]
+    assert frame["resumed_from_epoch"].iloc[0] >= 1  # from its checkpoint, not from epoch 1

@@ -11,7 +11,8 @@ import pytest
 import ray
 import yaml
 
-from sweeper import run
+from sweeper import exit_codes, run
+from sweeper.store import load_results
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -73,22 +74,35 @@ def test_replicate_writes_a_row_per_variant_and_seed_then_resumes_for_free(ray_c
     assert "0 trials to run, 4 (cell, seed)s already stored" in capsys.readouterr().out
     assert len(pd.read_parquet(tmp_path / "sweeps" / "s" / "results")) == 4
     assert sweep(tmp_path, space, "--force") == 0
-    assert len(pd.read_parquet(tmp_path / "sweeps" / "s" / "results")) == 8
+    # The rerun is each (cell, seed)'s attempt 2: it replaces attempt 1, which is kept as history.
+    latest = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
+    assert len(latest) == 4 and set(latest["attempt"]) == {2}
+    history = load_results(str(tmp_path / "sweeps" / "s"), all_attempts=True)
+    assert len(history) == 8 and sorted(history["attempt"]) == [1] * 4 + [2] * 4
+    models = list((tmp_path / "sweeps" / "s" / "models").glob("*.pt"))
+    assert len(models) == 8 and set(latest["model_bytes"]) == {
+        (tmp_path / "sweeps" / "s" / p).stat().st_size for p in latest["model_path"]}
 
 
 def test_a_failing_trial_is_stored_as_failed_while_the_others_finish(ray_cluster, tmp_path, capsys):
     bad = {"name": "Diverges", "set": {"aux_loss": "dot", "alpha": 1e38, "lr": 1.0}}
     space = space_file(tmp_path, [TWO[0], bad])
-    assert sweep(tmp_path, space) == 0
+    assert sweep(tmp_path, space) == exit_codes.FAILED
     frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
     status = dict(zip(zip(frame["variant"], frame["seed"]), frame["status"]))
     assert status == {("MMoE", 0): "ok", ("MMoE", 1): "ok", ("Diverges", 0): "failed", ("Diverges", 1): "failed"}
-    assert frame.loc[frame["status"] == "failed", "error"].str.contains("FloatingPointError").all()
-    capsys.readouterr()
-    assert sweep(tmp_path, space) == 0  # failures are not retried by default ...
+    errors = frame.loc[frame["status"] == "failed", "error"]
+    assert errors.str.startswith("FloatingPointError: training loss is").all()  # root cause first, stored once
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].startswith("incomplete after") and "2 failed" in out and "(exit 3)" in out
+    assert sweep(tmp_path, space) == exit_codes.FAILED  # failures are not retried by default ...
     assert "0 trials to run" in capsys.readouterr().out
-    assert sweep(tmp_path, space, "--rerun-failed") == 0  # ... but on request
+    assert sweep(tmp_path, space, "--rerun-failed") == exit_codes.FAILED  # ... but on request
     assert "2 trials to run" in capsys.readouterr().out
+    # The retry is attempt 2 of each failed cell: one row per (cell, seed), the first kept as history.
+    frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
+    assert len(frame) == 4 and sorted(frame["attempt"]) == [1, 1, 2, 2]
+    assert len(load_results(str(tmp_path / "sweeps" / "s"), all_attempts=True)) == 6
 
 
 def test_search_runs_optuna_trials_and_its_study_reloads(ray_cluster, tmp_path, capsys):
@@ -256,6 +270,7 @@ def test_bad_space_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "bad.yaml: variants[0].set/grid: unknown gating 'moe'" in err
     assert run.main(["--space", str(path.with_name("missing.yaml"))]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert run.main(["--smoke-test", "--data", "csv:x"]) == 2
     assert run.main(["--smoke-test", "alhpa=1"]) == 2
     assert "unknown config key 'alhpa'" in capsys.readouterr().err

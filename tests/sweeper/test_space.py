@@ -153,3 +153,20 @@ def test_hypothesis_records_check_the_final_variants():
     space = parse_space(raw, "f.yaml")
     with pytest.raises(SpaceError, match="f.yaml: hypotheses\\[0\\].variant: 'best-2' is not a variant"):
         space.hypothesis_records()  # the search found only one configuration
+def test_a_path_that_does_not_exist_never_falls_back_to_a_shipped_space(tmp_path, monkeypatch):
+    with pytest.raises(SpaceError, match=r"space file '/path/that/does/not/exist/table5_ablation.yaml' does not exist"):
+        load_space("/path/that/does/not/exist/table5_ablation.yaml")
+    with pytest.raises(SpaceError, match="does not exist"):
+        load_space("./table5_ablation.yaml")
+    assert load_space("table5_ablation.yaml").name == "table5_ablation"  # a bare name: the shipped file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "table5_ablation.yaml").write_text("name: mine\nvariants: [{name: A}]\n")
+    assert load_space("table5_ablation.yaml").name == "mine"  # a file here wins over the shipped one
+    assert load_space("./table5_ablation.yaml").name == "mine"
+
+
+def test_keep_models_is_a_space_level_switch():
+    assert load_space("table5_ablation").keep_models is True
+    assert parse_space({"variants": [{"name": "A"}], "keep_models": False}, "f.yaml").keep_models is False
+    with pytest.raises(SpaceError, match="f.yaml: keep_models: must be true or false, got 'no'"):
+        parse_space({"variants": [{"name": "A"}], "keep_models": "no"}, "f.yaml")

@@ -118,3 +118,22 @@ def test_iter_csv_reads_in_pieces_and_locates_errors(tmp_path):
     path.write_text("a,b,c\n" + "\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=r"t.csv, line 1502: expected 3 columns \(a,b,c\), got 2: '1500,7'"):
         list(iter_csv(path, block_size=1000))
+
+
+def test_describe_data_reads_only_metadata_and_fails_like_loading(tmp_path, tiny):
+    from model.datasets import describe_data
+
+    synthetic = describe_data("synthetic:tiny")
+    assert (synthetic.domain_names, synthetic.field_names, synthetic.num_rows, synthetic.has_truth) == (
+        tiny.domain_names, tiny.field_names, tiny.num_rows, True)
+    tiny.save_parquet(tmp_path / "d.parquet")
+    stored = describe_data(f"parquet:{tmp_path / 'd.parquet'}")
+    assert (stored.domain_names, stored.field_names, stored.num_rows, stored.has_truth) == (
+        tiny.domain_names, tiny.field_names, tiny.num_rows, True)
+    with pytest.raises(FileNotFoundError, match="dataset file '/nonexistent.parquet' does not exist"):
+        describe_data("parquet:/nonexistent.parquet")
+    with pytest.raises(FileNotFoundError, match="prepare it first"):
+        describe_data(f"kuairand1k:{tmp_path / 'none'}")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        describe_data(f"parquet:{tmp_path / 'bad.parquet'}")
