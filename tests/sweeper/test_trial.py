@@ -31,8 +31,9 @@ def test_run_job_stores_one_row_per_seed_matching_a_direct_run(tmp_path):
 
 
 def test_a_failing_seed_is_stored_with_its_cause_and_the_next_runs(tmp_path):
-    # seed 0 diverges (NaN loss) only because alpha is absurd; the job goes on to seed 1.
-    failing = job(tmp_path, factors={"aux_loss": "dot", "alpha": 1e38, "lr": 1.0})
+    # Both seeds diverge (NaN loss) only because alpha and lr are absurd; the job goes on after seed 0.
+    # lr 1e30 overflows the weights whatever the data (with lr 1.0 one seed of synthetic v2 stayed finite).
+    failing = job(tmp_path, factors={"aux_loss": "dot", "alpha": 1e38, "lr": 1e30})
     summary = run_job(failing)
     frame = pd.read_parquet(tmp_path / "t" / "results")
     assert list(frame["status"]) == ["failed", "failed"]
