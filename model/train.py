@@ -102,6 +102,8 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
                 loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains)
                 if use_aux:
                     loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
+                if out.penalty is not None:  # a method's own regulariser (AdaSparse's sparsity)
+                    loss = loss + out.penalty
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
