@@ -23,7 +23,7 @@ STUDIES = ("replicate", "search")
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = {"name", "description", "study", "table", "layout", "data", "seeds", "metrics", "base", "resources",
-            "variants", "reference", "published", "search", "profiles", "base_from", "dataset"}
+            "variants", "reference", "published", "search", "profiles", "base_from", "dataset", "hypotheses"}
 VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference"}
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent"}
 SEARCH_KEYS = {"metric", "mode", "num_trials", "max_concurrent", "seeds_per_trial", "params", "asha", "sampler_seed"}
@@ -101,6 +101,8 @@ class Space:
     search: Search | None = None
     base_from: BaseFrom | None = None
     reference: str | None = None  # the file's default reference (also for base_from's variants)
+    # Declared claims, names checked only; the verdicts branch (sweeper.hypotheses) evaluates them.
+    hypotheses: tuple[dict, ...] = ()
 
     def comparisons(self) -> list[dict]:
         """(variant, reference) pairs, fixed by the file before any result exists."""
@@ -195,7 +197,24 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
     return Space(path=where, name=name, study=study, table=_typed(raw, "table", str, fail, default=name),
                  layout=layout, data=data, dataset=raw.get("dataset"), seeds=tuple(seeds), metrics=tuple(metrics),
                  base=base, resources=resources, variants=variants, published=published, search=search,
-                 base_from=base_from, reference=raw.get("reference"))
+                 base_from=base_from, reference=raw.get("reference"),
+                 hypotheses=_hypotheses(raw.get("hypotheses") or [], [v.name for v in variants], fail))
+
+
+def _hypotheses(entries, names: list[str], fail) -> tuple[dict, ...]:
+    """A minimal check of `hypotheses:` (variant and reference names); to be reconciled with the
+    verdicts branch's full parser (sweeper.hypotheses)."""
+    if not isinstance(entries, list):
+        fail("hypotheses", f"must be a list of {{variant, reference, metrics, domain}} mappings, got {entries!r}")
+    for i, entry in enumerate(entries):
+        where = f"hypotheses[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("variant"), str):
+            fail(where, f"expected a mapping with a variant name, got {entry!r}")
+        references = entry.get("references", entry.get("reference"))
+        for name in [entry["variant"], *([references] if isinstance(references, str) else references or [])]:
+            if name != "all" and name not in names:
+                fail(where, f"{name!r} is not a variant; variants: {names}")
+    return tuple(entries)
 
 
 def _apply_profile(raw: dict, profile: dict) -> dict:
