@@ -31,13 +31,16 @@ import pandas as pd
 from sweeper import plots, tables
 from sweeper.stats import ComparisonSpec, latest_ok_runs, stats_frame, summary_frame
 from sweeper.tables import Table, VariantSpec
+from sweeper.tuned import choices_frame
 
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
-STUDIES = ("replicate", "search")
+STUDIES = ("replicate", "search", "tuned")
 WANDB_MODES = ("disabled", "offline", "online")
 # Columns of the results store that describe a configuration (seed is the replicate, not a factor).
 FACTOR_COLUMNS = ("embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
                   "aux_loss", "alpha", "aux_rows", "lr", "batch_size", "epochs", "patience", "embedding_l2")
+TUNING_TITLE = ("Tuning: each tuned row's configurations on the tuning seeds (validation split), the chosen one "
+                "replicated on the table's seeds")
 PROVENANCE_COLUMNS = ("git_commit", "host", "device", "torch_version", "ray_version", "optuna_version")
 PROTOCOL = (
     "Each declared comparison (variant vs reference) is tested per metric and domain on the test split. "
@@ -169,6 +172,7 @@ class Analysis:
     published: pd.DataFrame | None
     best: pd.DataFrame | None
     notes: tuple[str, ...]
+    tuning: pd.DataFrame | None = None  # tuned study: every row's configurations and the chosen one
 
 
 def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top_k: int = 10) -> Analysis:
@@ -197,7 +201,7 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
             "Ranked on the validation objective; test columns are shown, never used for ranking.",))
     else:
         rows = tables.rows_table(summary, stats, names, spec.comparisons, spec.metrics, spec.domains,
-                                 expected_n, title)
+                                 expected_n, title, no_overall=without_overall(runs))
         if spec.layout == "num_embeddings":
             table = tables.num_embeddings_table(summary, stats, variants, spec.comparisons, spec.metrics,
                                                 expected_n, title)
@@ -215,6 +219,16 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
     missing = missing_seeds(results, names, spec.seeds, attempted_only=spec.study == "search")
     return Analysis(spec, tuple(variants), runs, summary, stats, table, domain_table, missing, side_by_side,
                     best, tuple(notes))
+
+
+def without_overall(runs: pd.DataFrame) -> set[str]:
+    """Variants that ran an architecture without a meaningful overall metric (single_domain)."""
+    from model.architectures import ARCHITECTURES
+
+    if "architecture" not in runs.columns:
+        return set()
+    flat = {name for name, arch in ARCHITECTURES.items() if not arch.overall}
+    return set(runs.loc[runs["architecture"].isin(flat), "variant"])
 
 
 def domains_in(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, ...]:
@@ -350,6 +364,7 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     sweep_dir = Path(sweep_dir)
     analysis = analyse(load_spec(sweep_dir), load_results(sweep_dir), load_published(), top_k)
+    analysis = replace(analysis, tuning=choices_frame(sweep_dir))
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
     out_dir = sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -364,6 +379,8 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         analysis.published.to_csv(out_dir / "published.csv", index=False)
     if analysis.best is not None:
         analysis.best.to_csv(out_dir / "best_configs.csv", index=False)
+    if analysis.tuning is not None:
+        write_tables(tables.frame_table(analysis.tuning, TUNING_TITLE), out_dir, "tuning")
 
     importances = Importances(None, "")
     if spec.study == "search" or spec.optuna_storage:
@@ -439,6 +456,8 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
              "<h2>Table</h2>", tables.to_html(analysis.table)]
     if analysis.domain_table is not None:
         parts += ["<h2>Per-domain table</h2>", tables.to_html(analysis.domain_table)]
+    if analysis.tuning is not None:
+        parts += ["<h2>Tuning</h2>", _frame_html(analysis.tuning, TUNING_TITLE)]
     parts.append("<h2>Missing or failed seeds</h2>")
     parts.append(_frame_html(analysis.missing, "Declared (variant, seed) pairs without an ok result")
                  if len(analysis.missing) else "<p>None: every declared seed of every variant finished.</p>")

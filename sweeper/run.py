@@ -83,15 +83,19 @@ def plan(args: argparse.Namespace) -> tuple[Space, dict, str]:
                              f"{len(seeds)} seeds are given")
     data = args.data or ("synthetic:tiny" if args.smoke_test else space.data)
     check_spec(data)
+    tuning = space.tuning
+    if tuning is not None and args.smoke_test:
+        tuning = dataclasses.replace(tuning, seeds=tuning.seeds[:1])  # the same budget, one tuning seed
     space = dataclasses.replace(space, seeds=seeds, search=search, data=data, base=base,
-                                name=args.name or space.name)
-    # Validate every variant against the final base (overrides included) before any work.
+                                name=args.name or space.name, tuning=tuning)
+    # Validate every variant (and each configuration it tunes) against the final base before any work.
     from model.config import RunConfig
     for variant in space.variants:
-        try:
-            RunConfig().with_overrides({**base, **variant.factors})
-        except ValueError as exc:
-            raise SpaceError(f"{space.path}: variant {variant.name!r}: {exc}") from None
+        for values in variant.points():
+            try:
+                RunConfig().with_overrides({**base, **variant.factors, **values})
+            except ValueError as exc:
+                raise SpaceError(f"{space.path}: variant {variant.name!r}: {exc}") from None
     return space, base, data
 
 
@@ -146,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     wandb_mode = args.wandb or ("auto" if os.environ.get("WANDB_API_KEY") else "off")
     if wandb_mode == "auto":
         wandb_mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    if space.tuning is not None:  # tuned study: tune first (reusing finished runs), then replicate
+        from sweeper import tuned
+        space = tuned.run_tuning(space, base, data, sweep_uri, force=args.force, rerun_failed=args.rerun_failed,
+                                 address=args.address, wandb_mode=wandb_mode)
     journal = None
     if space.search is not None:
         local = "://" not in sweep_uri
