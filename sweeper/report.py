@@ -37,7 +37,7 @@ LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 STUDIES = ("replicate", "search", "tuned")
 WANDB_MODES = ("disabled", "offline", "online")
 # Columns of the results store that describe a configuration (seed is the replicate, not a factor).
-FACTOR_COLUMNS = ("embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
+FACTOR_COLUMNS = ("architecture", "embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
                   "aux_loss", "alpha", "aux_rows", "lr", "batch_size", "epochs", "patience", "embedding_l2")
 TUNING_TITLE = ("Tuning: each tuned row's configurations on the tuning seeds (validation split), the chosen one "
                 "replicated on the table's seeds")

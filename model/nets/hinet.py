@@ -13,6 +13,8 @@ HiNet's task extraction layer (CGC over tasks) is left out: there is one task, C
 
 Choices: sub-experts have the widths expert_hidden; all gates are Linear -> norm of the logits ->
 softmax, as Crocodile's; the domain embedding is a table of its own (S rows, d columns).
+With one sub-expert per module (shared_experts = specific_experts = 1, the defaults, so that HiNet has
+as many experts as PLE and STEM) a module's gate is 1 and its parameters get no gradient.
 ModelOutput.gates is each sub-expert's weight in [G, S_s, A], each part summing to 1, divided by 3.
 """
 from __future__ import annotations

@@ -54,6 +54,31 @@ def test_contradictions_fail_naming_the_key(keys, message):
         RunConfig().with_overrides(keys)
 
 
+@pytest.mark.parametrize("name,embedding", VARIANTS)
+def test_a_training_step_is_deterministic(name, embedding):
+    import torch
+
+    from model.architectures import build_model
+    from model.losses import task_loss
+
+    keys = {"architecture": name, "embedding": embedding, "expert_hidden": (8, 6), "tower_hidden": (4,),
+            "embedding_dim": 4, "dropout": 0.1}
+    if "num_embeddings" in ARCHITECTURES[name].reads:
+        keys["num_embeddings"] = 3  # a set per domain for ME-MMoE
+    config = RunConfig().with_overrides(keys).model
+    grads = []
+    for _ in range(2):
+        torch.manual_seed(0)  # dropout
+        model = build_model(config, vocab_sizes=(7, 11, 3, 5), num_domains=3, prior_fields=(0, 1, 2), seed=3)
+        g = torch.Generator().manual_seed(1)
+        features = torch.stack([torch.randint(v, (64,), generator=g) for v in (7, 11, 3, 5)], dim=1)
+        domains, labels = torch.randint(3, (64,), generator=g), torch.randint(2, (64,), generator=g).float()
+        out = model(features, domains)
+        task_loss(out.logits, labels, domains, 3).backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_every_optional_key_is_read_by_some_architecture():
     read = set().union(*(arch.reads for arch in ARCHITECTURES.values()))
     assert read == set(OPTIONAL_KEYS)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from model.layers import (BatchedGate, BatchedMLP, DomainNorm, ModelNorm, MultiEmbedding, PerDomainLinear, PerDomainMLP,
-                          StarLinear, own_domain)
+                          StarLinear, grouped_inputs, own_domain)
 
 
 def test_batch_norm_matches_torch_per_model_and_uses_running_statistics_in_eval():
@@ -152,3 +152,16 @@ def test_batched_gates_are_independent_softmaxes():
     changed = x.clone()
     changed[1] += 5.0
     assert torch.allclose(gate(changed)[0], weights[0], atol=1e-6)  # gate 0 reads only its input
+
+
+def test_grouped_inputs_give_each_group_its_domains_input_and_sum_the_gradient_back():
+    per_domain = torch.randn(3, 4, 2, requires_grad=True)  # (S, B, in)
+    shared = torch.randn(1, 4, 2, requires_grad=True)
+    out = grouped_inputs(per_domain, shared, 2, 3)  # 3 domains x 2 experts, then 3 shared
+    assert out.shape == (9, 4, 2)
+    for e, source in enumerate([0, 0, 1, 1, 2, 2]):
+        assert torch.equal(out[e], per_domain[source])
+    assert all(torch.equal(out[6 + j], shared[0]) for j in range(3))
+    out.sum().backward()
+    assert torch.equal(per_domain.grad, torch.full_like(per_domain, 2.0))
+    assert torch.equal(shared.grad, torch.full_like(shared, 3.0))
