@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from model.config import RunConfig, config_keys, load_config_file
-from model.architectures import build_model
+from model.architectures import ARCHITECTURES, build_model
 from model.layers import MultiEmbedding
 from model.data import MultiDomainData, SplitTensors, shuffled_batches
 from model.datasets import check_spec, load_data
@@ -185,12 +185,17 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def format_table(metrics: dict[str, float], domain_names: tuple[str, ...], split_name: str = "test") -> str:
-    """Per-domain AUC / gAUC (and the Bayes-optimal values when known) as a text table."""
+def format_table(metrics: dict[str, float], domain_names: tuple[str, ...], split_name: str = "test",
+                 overall: bool = True) -> str:
+    """Per-domain AUC / gAUC (and the Bayes-optimal values when known) as a text table; overall
+    False shows "-" on the overall row (single_domain: its domains' scores come from different models)."""
     has_bayes = f"{split_name}_bayesauc_overall" in metrics
     head = f"{'domain':<8} {'AUC':>8} {'gAUC':>8} {'logloss':>8}" + (f" {'bayesAUC':>9} {'bayesgAUC':>9}" if has_bayes else "")
     lines = [head, "-" * len(head)]
     for dom in (*domain_names, "overall"):
+        if dom == "overall" and not overall:
+            lines.append(f"{dom:<8} {'-':>8} {'-':>8} {'-':>8}")
+            continue
         m = lambda name: metrics.get(f"{split_name}_{name}_{dom}", float("nan"))  # noqa: E731
         line = f"{dom:<8} {m('auc'):8.4f} {m('gauc'):8.4f} {m('logloss'):8.4f}"
         if has_bayes:
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         f"epoch {e:3d}  loss {r['train_loss']:.4f}  {config.train.monitor} {r[config.train.monitor]:.4f}  "
         f"{r['samples_per_s']:,.0f} samples/s", flush=True))
     print(f"\ntest metrics (best epoch {result.best_epoch} of {result.epochs_run}):")
-    print(format_table(result.metrics, data.domain_names))
+    print(format_table(result.metrics, data.domain_names, overall=ARCHITECTURES[config.model.architecture].overall))
     print(f"\ntraining throughput {result.samples_per_s:,.0f} samples/s, wall time {result.wall_time_s:.1f} s")
     return 0
 

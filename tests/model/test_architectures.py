@@ -102,3 +102,9 @@ SMALL_RUN = {**SMOKE_OVERRIDES, "expert_hidden": (16, 8), "lr": 3e-3, "batch_siz
 def test_cli_smoke_test_of_a_method_with_me(capsys):
     assert main(["--smoke-test", "architecture=stem", "embedding=ME"]) == 0
     assert "test metrics" in capsys.readouterr().out
+
+
+def test_single_domain_prints_no_overall_metric(capsys):
+    assert main(["--smoke-test", "architecture=single_domain", "epochs=1"]) == 0
+    overall = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("overall"))
+    assert overall.split()[1:] == ["-", "-", "-"]
