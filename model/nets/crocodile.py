@@ -6,6 +6,7 @@ dim, S domains, P prior fields (user id, item id, domain id), Dg gate width (1, 
 Variants by name (the paper's Tables 4-6):
   SE + standard + none  = MMoE          ME + standard = ME-MMoE (M >= S: gate s reads set s)
   ME + pg               = ME-MMoE-PG    ME + peg + cov = Crocodile
+architecture=mmoe is this module with standard gating only (model/architectures.py).
 """
 from __future__ import annotations
 
