@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from model.layers import BatchedMLP, MultiEmbedding
-from model.nets.crocodile import GATINGS, ModelOutput
+from model.nets.crocodile import GATINGS
+from model.nets.output import ModelOutput
 
 
 def _mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:

@@ -60,6 +60,9 @@ class RunConfig:
     def with_overrides(self, overrides: dict) -> "RunConfig":
         """A copy with flat keys replaced; values may be strings (parsed by the field's type).
 
+        Changing `architecture` also resets the keys that were at the old architecture's defaults
+        to the new one's (ModelConfig.rebased); keys set otherwise must agree with it.
+
         Raises ValueError naming an unknown key (with the valid ones) or a value of the wrong type.
         """
         model_keys, train_keys = _types(ModelConfig), _types(TrainConfig)
@@ -71,7 +74,12 @@ class RunConfig:
                 train_changes[key] = parse_value(key, raw, train_keys[key])
             else:
                 raise ValueError(f"unknown config key {key!r}; valid keys: {sorted(model_keys | train_keys)}")
-        return RunConfig(model=replace(self.model, **model_changes), train=replace(self.train, **train_changes))
+        # A new architecture first moves the keys left at the old one's defaults to its own (so
+        # `architecture=star` alone is STAR, not STAR with Crocodile's CovLoss), in one validation.
+        architecture = model_changes.pop("architecture", self.model.architecture)
+        model = self.model.rebased(architecture, model_changes) if architecture != self.model.architecture \
+            else replace(self.model, **model_changes)
+        return RunConfig(model=model, train=replace(self.train, **train_changes))
 
 
 def config_keys() -> tuple[str, ...]:

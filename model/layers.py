@@ -119,29 +119,44 @@ class DomainNorm(nn.Module):
 
     batch: per domain and unit over that domain's rows only (a domain absent from the batch leaves
     its running statistics alone). layer: per row, with the domain's affine parameters.
+    shared_affine: STAR's partitioned normalisation, whose scale is shared * domain's and whose
+    shift is shared + domain's (Sheng et al. 2021, eq. 2).
     """
 
-    def __init__(self, kind: str, *, num_domains: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
+    def __init__(self, kind: str, *, num_domains: int, width: int, momentum: float = 0.1, eps: float = 1e-5,
+                 shared_affine: bool = False):
         super().__init__()
         if kind not in NORMS[1:]:
             raise ValueError(f"unknown norm {kind!r}; valid: {list(NORMS[1:])}")
         self.kind, self.eps, self.num_domains = kind, eps, num_domains
         self.weight = nn.Parameter(torch.ones(num_domains, width))
         self.bias = nn.Parameter(torch.zeros(num_domains, width))
+        self.shared_weight = nn.Parameter(torch.ones(width)) if shared_affine else None
+        self.shared_bias = nn.Parameter(torch.zeros(width)) if shared_affine else None
         self.stats = _RunningStatistics(groups=num_domains, width=width, momentum=momentum) if kind == "batch" \
             else None
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)
         nn.init.zeros_(self.bias)
+        if self.shared_weight is not None:
+            nn.init.ones_(self.shared_weight)
+            nn.init.zeros_(self.shared_bias)
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each domain's scale and shift, (S, H) each."""
+        if self.shared_weight is None:
+            return self.weight, self.bias
+        return self.shared_weight * self.weight, self.shared_bias + self.bias
 
     def forward(self, x: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """x (B, H), domains (B,) -> (B, H)."""
         # Per-domain values reach the rows through one-hot matmuls, not indexing: the backward of
         # an index is an unordered scatter-add on CPU, which made repeated runs differ.
         onehot = F.one_hot(domains, self.num_domains).to(x.dtype)  # (B, S)
+        weight, bias = self.affine()  # (S, H)
         if self.stats is None:
-            return torch.addcmul(onehot @ self.bias, F.layer_norm(x, x.shape[-1:], eps=self.eps), onehot @ self.weight)
+            return torch.addcmul(onehot @ bias, F.layer_norm(x, x.shape[-1:], eps=self.eps), onehot @ weight)
         if self.training:
             n = onehot.sum(0).unsqueeze(-1)  # (S, 1)
             mean = onehot.t() @ x / n.clamp_min(1)  # (S, H)
@@ -149,8 +164,8 @@ class DomainNorm(nn.Module):
             self.stats.update(mean.unsqueeze(1), var.unsqueeze(1), n.unsqueeze(1))
         else:
             mean, var = self.stats.running_mean.squeeze(1), self.stats.running_var.squeeze(1)  # (S, H)
-        scale = self.weight * torch.rsqrt(var + self.eps)  # (S, H)
-        return torch.addcmul(onehot @ (self.bias - mean * scale), x, onehot @ scale)
+        scale = weight * torch.rsqrt(var + self.eps)  # (S, H)
+        return torch.addcmul(onehot @ (bias - mean * scale), x, onehot @ scale)
 
 
 class BatchedLinear(nn.Module):
@@ -197,10 +212,44 @@ class BatchedMLP(nn.Module):
         return self.out(x) if self.out is not None else x
 
 
+class BatchedGate(nn.Module):
+    """G softmax gates over k experts each: Linear -> norm of the logits -> softmax, as Crocodile's
+    gates (their logits are normalised too). x (G, B, in) -> (G, B, k) weights summing to 1."""
+
+    def __init__(self, *, num_gates: int, in_dim: int, num_experts: int, norm: str = "none"):
+        super().__init__()
+        self.linear = BatchedLinear(num_models=num_gates, in_dim=in_dim, out_dim=num_experts)
+        self.norm = ModelNorm(norm, num_models=num_gates, width=num_experts) if norm != "none" else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.linear(x)).softmax(dim=-1)
+
+
+def grouped_inputs(per_domain: torch.Tensor, shared: torch.Tensor, specific: int, num_shared: int) -> torch.Tensor:
+    """Inputs of S groups of `specific` experts and `num_shared` shared ones (PLE, STEM):
+    per_domain (S, B, in) and shared (1, B, in) -> (S*specific + num_shared, B, in), group t
+    reading per_domain[t]. Built by expand and cat, whose backward sums (no index scatter)."""
+    groups = per_domain.unsqueeze(1).expand(-1, specific, -1, -1).flatten(0, 1)  # (S*k, B, in)
+    return torch.cat([groups, shared.expand(num_shared, -1, -1)])
+
+
 def own_domain(per_domain: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
     """Each row's own domain's value: per_domain (S, B, ...) and domains (B,) -> (B, ...)."""
     index = domains.view(1, -1, *([1] * (per_domain.dim() - 2)))  # (1, B, 1...)
     return per_domain.gather(0, index.expand(1, *per_domain.shape[1:])).squeeze(0)
+
+
+def per_domain_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    """Row b times its own domain's affine map: x (B, in), weight (in, S, out), bias (S, out) -> (B, out).
+
+    All S maps run as one (B, in) x (in, S*out) matmul and each row keeps its own block: static
+    shapes, one GEMM, no grouping of rows.
+    """
+    num_domains, out_dim = bias.shape
+    every = (x @ weight.flatten(1)).view(-1, num_domains, out_dim)  # (B, S, out)
+    onehot = F.one_hot(domains, num_domains).to(x.dtype)  # (B, S)
+    # One-hot products instead of indexing: deterministic backward on CPU (see DomainNorm).
+    return torch.einsum("bso,bs->bo", every, onehot) + onehot @ bias  # (B, out)
 
 
 class PerDomainLinear(nn.Module):
@@ -224,10 +273,40 @@ class PerDomainLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """x (B, in), domains (B,) -> (B, out)."""
-        every = (x @ self.weight.flatten(1)).view(-1, self.num_domains, self.out_dim)  # (B, S, out)
-        onehot = F.one_hot(domains, self.num_domains).to(x.dtype)  # (B, S)
-        # One-hot products instead of indexing: deterministic backward on CPU (see DomainNorm).
-        return torch.einsum("bso,bs->bo", every, onehot) + onehot @ self.bias  # (B, out)
+        return per_domain_linear(x, self.weight, self.bias, domains)
+
+
+class StarLinear(nn.Module):
+    """STAR's star-topology layer (Sheng et al. 2021, eq. 3): domain s uses the weight
+    W_shared * W_s (element-wise) and the bias b_shared + b_s.
+
+    Init (the paper leaves it open): the shared part as nn.Linear, every domain's part 1 and 0, so
+    all domains start from the same layer and learn their factors from there.
+    """
+
+    def __init__(self, *, num_domains: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.shared_weight = nn.Parameter(torch.empty(in_dim, 1, out_dim))
+        self.shared_bias = nn.Parameter(torch.empty(1, out_dim))
+        self.weight = nn.Parameter(torch.empty(in_dim, num_domains, out_dim))
+        self.bias = nn.Parameter(torch.empty(num_domains, out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1 / math.sqrt(self.weight.shape[0])
+        nn.init.uniform_(self.shared_weight, -bound, bound)
+        nn.init.uniform_(self.shared_bias, -bound, bound)
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def effective(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every domain's weight (in, S, out) and bias (S, out)."""
+        return self.shared_weight * self.weight, self.shared_bias + self.bias
+
+    def forward(self, x: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """x (B, in), domains (B,) -> (B, out)."""
+        weight, bias = self.effective()
+        return per_domain_linear(x, weight, bias, domains)
 
 
 class PerDomainMLP(nn.Module):

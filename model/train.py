@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from model.checkpoint import TrainState, load_artefact
 from model.config import RunConfig, config_keys, load_config_file
-from model.architectures import build_model
+from model.architectures import ARCHITECTURES, build_model
 from model.layers import MultiEmbedding
 from model.data import MultiDomainData, SplitTensors, shuffled_batches
 from model.datasets import check_spec, load_data
@@ -134,6 +134,8 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
                 loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains)
                 if use_aux:
                     loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
+                if out.penalty is not None:  # a method's own regulariser (AdaSparse's sparsity)
+                    loss = loss + out.penalty
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -223,12 +225,17 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def format_table(metrics: dict[str, float], domain_names: tuple[str, ...], split_name: str = "test") -> str:
-    """Per-domain AUC / gAUC (and the Bayes-optimal values when known) as a text table."""
+def format_table(metrics: dict[str, float], domain_names: tuple[str, ...], split_name: str = "test",
+                 overall: bool = True) -> str:
+    """Per-domain AUC / gAUC (and the Bayes-optimal values when known) as a text table; overall
+    False shows "-" on the overall row (single_domain: its domains' scores come from different models)."""
     has_bayes = f"{split_name}_bayesauc_overall" in metrics
     head = f"{'domain':<8} {'AUC':>8} {'gAUC':>8} {'logloss':>8}" + (f" {'bayesAUC':>9} {'bayesgAUC':>9}" if has_bayes else "")
     lines = [head, "-" * len(head)]
     for dom in (*domain_names, "overall"):
+        if dom == "overall" and not overall:
+            lines.append(f"{dom:<8} {'-':>8} {'-':>8} {'-':>8}")
+            continue
         m = lambda name: metrics.get(f"{split_name}_{name}_{dom}", float("nan"))  # noqa: E731
         line = f"{dom:<8} {m('auc'):8.4f} {m('gauc'):8.4f} {m('logloss'):8.4f}"
         if has_bayes:
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         f"epoch {e:3d}  loss {r['train_loss']:.4f}  {config.train.monitor} {r[config.train.monitor]:.4f}  "
         f"{r['samples_per_s']:,.0f} samples/s", flush=True))
     print(f"\ntest metrics (best epoch {result.best_epoch} of {result.epochs_run}):")
-    print(format_table(result.metrics, data.domain_names))
+    print(format_table(result.metrics, data.domain_names, overall=ARCHITECTURES[config.model.architecture].overall))
     print(f"\ntraining throughput {result.samples_per_s:,.0f} samples/s, wall time {result.wall_time_s:.1f} s")
     return 0
 

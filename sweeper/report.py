@@ -33,12 +33,15 @@ from sweeper.stats import SEED_TESTS, ComparisonSpec, latest_ok_runs, summary_fr
 from sweeper.store import ResultsStore
 from sweeper.store import load_results as store_results
 from sweeper.tables import Table, VariantSpec
+from sweeper.tuned import choices_frame
 
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
-STUDIES = ("replicate", "search")
+STUDIES = ("replicate", "search", "tuned")
 # Columns of the results store that describe a configuration (seed is the replicate, not a factor).
-FACTOR_COLUMNS = ("embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
+FACTOR_COLUMNS = ("architecture", "embedding", "num_embeddings", "embedding_dim", "expert_hidden", "tower_hidden", "gating",
                   "aux_loss", "alpha", "aux_rows", "lr", "batch_size", "epochs", "patience", "embedding_l2")
+TUNING_TITLE = ("Tuning: each tuned row's configurations on the tuning seeds (validation split), the chosen one "
+                "replicated on the table's seeds")
 PROVENANCE_COLUMNS = ("git_commit", "host", "device", "torch_version", "ray_version", "optuna_version")
 PROTOCOL = (
     "Families, fixed by the space file before any result: primary = the declared hypotheses (one member per "
@@ -183,6 +186,7 @@ class Analysis:
     verdicts: pd.DataFrame
     headline: tuple[str, ...]
     bayes: pd.DataFrame | None
+    tuning: pd.DataFrame | None = None  # tuned study: every row's configurations and the chosen one
 
 
 def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top_k: int = 10) -> Analysis:
@@ -212,7 +216,7 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
             "Ranked on the validation objective; test columns are shown, never used for ranking.",))
     else:
         rows = tables.rows_table(summary, stats, names, spec.comparisons, spec.metrics, spec.domains,
-                                 expected_n, title)
+                                 expected_n, title, no_overall=without_overall(runs))
         if spec.layout == "num_embeddings":
             table = tables.num_embeddings_table(summary, stats, variants, spec.comparisons, spec.metrics,
                                                 expected_n, title)
@@ -241,6 +245,16 @@ def _verdicts(spec: SweepSpec, runs: pd.DataFrame, names: Sequence[str], stats: 
     lifts, source = verdicts.published_lifts(published, spec.dataset, spec.table, spec.published_method, cells)
     frame = verdicts.verdict_frame(stats, spec.hypotheses, lifts, verdicts.is_undertrained(gap), source)
     return frame, verdicts.headline(frame, gap, spec.study, len(spec.hypotheses)), gap
+
+
+def without_overall(runs: pd.DataFrame) -> set[str]:
+    """Variants that ran an architecture without a meaningful overall metric (single_domain)."""
+    from model.architectures import ARCHITECTURES
+
+    if "architecture" not in runs.columns:
+        return set()
+    flat = {name for name, arch in ARCHITECTURES.items() if not arch.overall}
+    return set(runs.loc[runs["architecture"].isin(flat), "variant"])
 
 
 def domains_in(results: pd.DataFrame, metrics: Sequence[str]) -> tuple[str, ...]:
@@ -340,6 +354,7 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         analysis = replace(analysis, notes=(*analysis.notes, f"{len(aside)} unreadable results file(s) were set "
                                             f"aside in results/.corrupt/ (their (cell, seed)s count as not stored "
                                             f"and run again on resume)."))
+    analysis = replace(analysis, tuning=choices_frame(sweep_dir))
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
     out_dir = sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -359,6 +374,8 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         analysis.published.to_csv(out_dir / "published.csv", index=False)
     if analysis.best is not None:
         analysis.best.to_csv(out_dir / "best_configs.csv", index=False)
+    if analysis.tuning is not None:
+        write_tables(tables.frame_table(analysis.tuning, TUNING_TITLE), out_dir, "tuning")
 
     importances, optuna_made, optuna_note = Importances(None, ""), [], ""
     if spec.study == "search" or spec.optuna_storage:
@@ -500,6 +517,8 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
     table_blocks = [("Best configurations" if search else "Table", analysis.table)]
     if analysis.domain_table is not None:
         table_blocks.append(("Per-domain table", analysis.domain_table))
+    if analysis.tuning is not None:
+        table_blocks.append(("Tuning", tables.frame_table(analysis.tuning, TUNING_TITLE)))
     label = next((c for c in analysis.published.columns if c.startswith("published (")), "published") \
         if analysis.published is not None else ""
     page = report_html.Page(

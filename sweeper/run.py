@@ -158,15 +158,19 @@ def plan(args: argparse.Namespace) -> tuple[Space, dict, str, list[str]]:
                   for key, value in constants.items()]
     data = args.data or ("synthetic:tiny" if args.smoke_test else space.data)
     check_spec(data)
+    tuning = space.tuning
+    if tuning is not None and args.smoke_test:
+        tuning = dataclasses.replace(tuning, seeds=tuning.seeds[:1])  # the same budget, one tuning seed
     space = dataclasses.replace(space, seeds=seeds, search=search, data=data, base=base,
-                                name=args.name or space.name)
-    # Validate every variant against the final base (overrides included) before any work.
+                                name=args.name or space.name, tuning=tuning)
+    # Validate every variant (and each configuration it tunes) against the final base before any work.
     from model.config import RunConfig
     for variant in space.variants:
-        try:
-            RunConfig().with_overrides({**base, **variant.factors})
-        except ValueError as exc:
-            raise SpaceError(f"{space.path}: variant {variant.name!r}: {exc}") from None
+        for values in variant.points():
+            try:
+                RunConfig().with_overrides({**base, **variant.factors, **values})
+            except ValueError as exc:
+                raise SpaceError(f"{space.path}: variant {variant.name!r}: {exc}") from None
     # The data must resolve, and every name must be one of its own (its metadata only: milliseconds).
     check_names(space, base, data_info(data))
     return space, base, data, notes
@@ -248,6 +252,10 @@ def run_sweep(args: argparse.Namespace, space: Space, base: dict, data: str, not
     if space.base_from is not None:
         space = dataclasses.replace(space, variants=best_variants(space, storage))
     local_dir = resolve(sweep_uri)[1] if "://" not in sweep_uri else None
+    if space.tuning is not None:  # tuned study: tune first (reusing finished runs), then replicate
+        from sweeper import tuned
+        space = tuned.run_tuning(space, base, data, sweep_uri, force=args.force, rerun_failed=args.rerun_failed,
+                                 address=args.address, wandb_mode=wandb_mode)
     journal = None
     if space.search is not None:
         journal = f"{local_dir}/optuna.journal" if local_dir else str(Path(f"{space.name}-optuna.journal").resolve())

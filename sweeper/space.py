@@ -1,8 +1,10 @@
 """Search-space files (search_spaces/*.yaml): schema, validation, expansion into variants.
 
-Two kinds of study share one format:
+Three kinds of study share one format:
   replicate: a list of named variants, each run for every seed (the paper's tables);
-  search:    Optuna over `search.params`, each sampled configuration run for seeds_per_trial seeds.
+  search:    Optuna over `search.params`, each sampled configuration run for seeds_per_trial seeds;
+  tuned:     a replicate whose rows first get the same declared tuning budget (`tuning:`, each
+             row's `tune:` grid) on the validation split; see sweeper.tuned.
 Every problem is reported as one SpaceError naming the file and the key, before Ray starts.
 `hypotheses:` declares the primary claims (see sweeper.hypotheses); `reference:` declares the other
 comparisons; `seed_test:` picks the test over seeds (paired on common seeds by default, or welch).
@@ -23,17 +25,18 @@ from model.config import RunConfig, config_keys
 from sweeper import hypotheses as hyp
 from sweeper.stats import SEED_TESTS
 
-STUDIES = ("replicate", "search")
+STUDIES = ("replicate", "search", "tuned")
 LAYOUTS = ("rows", "alpha", "num_embeddings", "search")
 PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = {"name", "description", "study", "table", "layout", "data", "seeds", "metrics", "base", "resources",
             "variants", "reference", "published", "search", "profiles", "base_from", "dataset", "hypotheses",
-            "seed_test", "keep_models"}
-VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference"}
+            "seed_test", "keep_models", "tuning"}
+VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference", "tune"}
+TUNING_KEYS = {"budget", "seeds", "metric", "mode"}
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent"}
 SEARCH_KEYS = {"metric", "mode", "num_trials", "max_concurrent", "seeds_per_trial", "params", "asha", "sampler_seed"}
 ASHA_KEYS = {"enabled", "grace_period", "reduction_factor"}
-PROFILE_KEYS = {"data", "seeds", "base", "search", "resources", "keep_models"}
+PROFILE_KEYS = {"data", "seeds", "base", "search", "resources", "keep_models", "tuning"}
 BASE_FROM_KEYS = {"sweep", "top_k", "storage"}
 
 
@@ -79,6 +82,22 @@ class Variant:
     series: str | None = None
     x: float | None = None
     reference: str | None = None
+    tune: dict = field(default_factory=dict)  # tuned study: config key -> the values to try
+
+    def points(self) -> list[dict]:
+        """The tune grid's configurations in declaration order ([{}] when the row is not tuned)."""
+        return [dict(zip(self.tune, combo)) for combo in itertools.product(*self.tune.values())]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A tuned study's budget: `budget` configurations per tuned row, each run on every tuning
+    seed, chosen by the mean of a validation metric."""
+
+    budget: int
+    seeds: tuple[int, ...]
+    metric: str = "val_auc_overall"
+    mode: str = "max"
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,7 @@ class Space:
     hypotheses: tuple[hyp.Hypothesis, ...] = ()  # `reference: all` still unresolved (base_from adds variants)
     seed_test: str = "paired"
     keep_models: bool = True  # store each finished (cell, seed)'s best-epoch weights under models/
+    tuning: Tuning | None = None  # tuned studies only
 
     def comparisons(self) -> list[dict]:
         """(variant, reference) pairs, fixed by the file before any result exists."""
@@ -195,9 +215,17 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
     seed_test = raw.get("seed_test", "paired")
     if seed_test not in SEED_TESTS:
         fail("seed_test", f"must be one of {sorted(SEED_TESTS)}, got {seed_test!r}")
-    variants, search, base_from = (), None, None
-    if study == "replicate":
-        variants = _variants(raw, base, fail)
+    variants, search, base_from, tuning = (), None, None, None
+    if study == "tuned":
+        tuning = _tuning(raw.get("tuning"), seeds, fail)
+    elif raw.get("tuning") is not None:
+        fail("tuning", f"only a tuned study has a tuning budget; this study is {study!r}")
+    if study in ("replicate", "tuned"):
+        variants = _variants(raw, base, fail, tuning)
+        if study == "tuned" and raw.get("base_from") is not None:
+            fail("base_from", "a tuned study tunes its own rows; base_from replicates a search's best instead")
+        if study == "tuned" and not any(v.tune for v in variants):
+            fail("variants", "a tuned study needs at least one row with a `tune:` grid")
         if raw.get("base_from") is not None:
             bf = raw["base_from"]
             if not isinstance(bf, dict):
@@ -231,7 +259,7 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
                  layout=layout, data=data, dataset=raw.get("dataset"), seeds=tuple(seeds), metrics=tuple(metrics),
                  base=base, resources=resources, variants=variants, published=published, search=search,
                  base_from=base_from, reference=raw.get("reference"), hypotheses=declared, seed_test=seed_test,
-                 keep_models=keep_models)
+                 keep_models=keep_models, tuning=tuning)
 
 
 def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | None, metrics: list,
@@ -274,7 +302,7 @@ def _hypotheses(raw: dict, variants: tuple[Variant, ...], base_from: BaseFrom | 
 def _apply_profile(raw: dict, profile: dict) -> dict:
     out = dict(raw)
     for key, value in profile.items():
-        if key in ("base", "search", "resources") and isinstance(value, dict):
+        if key in ("base", "search", "resources", "tuning") and isinstance(value, dict):
             out[key] = {**(raw.get(key) or {}), **value}
         else:
             out[key] = value
@@ -321,7 +349,55 @@ def _resources(raw: dict, fail) -> Resources:
     return out
 
 
-def _variants(raw: dict, base: dict, fail) -> tuple[Variant, ...]:
+def _tuning(raw, seeds: list[int], fail) -> Tuning:
+    if not isinstance(raw, dict):
+        fail("tuning", "a tuned study needs a `tuning:` mapping with budget and seeds")
+    _check_keys(raw, TUNING_KEYS, "tuning", fail)
+    budget = raw.get("budget")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        fail("tuning.budget", f"must be an integer >= 1 (configurations per tuned row), got {budget!r}")
+    tuning_seeds = raw.get("seeds")
+    if not isinstance(tuning_seeds, list) or not tuning_seeds or \
+            not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in tuning_seeds):
+        fail("tuning.seeds", f"must be a non-empty list of non-negative integers, got {tuning_seeds!r}")
+    if len(set(tuning_seeds)) != len(tuning_seeds):
+        fail("tuning.seeds", f"has duplicates: {tuning_seeds}")
+    shared = sorted(set(tuning_seeds) & set(seeds))
+    if shared:
+        fail("tuning.seeds", f"must be disjoint from the replicate seeds {seeds}, but both have {shared}")
+    out = Tuning(budget=budget, seeds=tuple(tuning_seeds), metric=raw.get("metric", "val_auc_overall"),
+                 mode=raw.get("mode", "max"))
+    if not isinstance(out.metric, str) or not out.metric.startswith("val_"):
+        fail("tuning.metric", f"must be a validation metric val_..., got {out.metric!r} (never tune on test)")
+    if out.mode not in ("max", "min"):
+        fail("tuning.mode", f"must be max or min, got {out.mode!r}")
+    return out
+
+
+def _tune_grid(entry: dict, where: str, base: dict, factors: dict, tuning: Tuning | None, fail) -> dict:
+    """A variant's `tune:` grid, checked against the study and the budget."""
+    tune = entry.get("tune")
+    if tune is None:
+        return {}
+    if tuning is None:
+        fail(f"{where}.tune", "only the rows of a tuned study (study: tuned) are tuned")
+    if not isinstance(tune, dict) or not tune:
+        fail(f"{where}.tune", f"must map config keys to lists of values, got {tune!r}")
+    for key, values in tune.items():
+        if not isinstance(values, list) or not values:
+            fail(f"{where}.tune.{key}", f"must be a non-empty list, got {values!r}")
+        if key in factors:
+            fail(f"{where}.tune.{key}", f"is also set by the variant ({key}={factors[key]!r}); tune it or set it")
+    size = math.prod(len(v) for v in tune.values())
+    if size != tuning.budget:
+        fail(f"{where}.tune", f"has {size} configurations, but every tuned row gets the same budget "
+                              f"tuning.budget={tuning.budget}")
+    for combo in itertools.product(*tune.values()):
+        _check_config({**base, **factors, **dict(zip(tune, combo))}, f"{where}.tune", fail)
+    return tune
+
+
+def _variants(raw: dict, base: dict, fail, tuning: Tuning | None = None) -> tuple[Variant, ...]:
     entries = raw.get("variants") or []
     if not isinstance(entries, list):
         fail("variants", f"must be a list, got {type(entries).__name__}")
@@ -357,7 +433,8 @@ def _variants(raw: dict, base: dict, fail) -> tuple[Variant, ...]:
             x = {**base, **factors}.get(x_key) if x_key else None
             variants.append(Variant(name=name, factors=factors, series=entry.get("series"),
                                     x=float(x) if x is not None else None,
-                                    reference=reference if reference != name else None))
+                                    reference=reference if reference != name else None,
+                                    tune=_tune_grid(entry, where, base, factors, tuning, fail)))
     names = [v.name for v in variants]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

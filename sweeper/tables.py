@@ -12,7 +12,7 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,11 +99,13 @@ def _lookup(frame: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, pd.Series]:
 
 def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[str],
                comparisons: Sequence[ComparisonSpec], metrics: Sequence[str], domains: Sequence[str],
-               expected_n: int, title: str, digits: int = 5) -> Table:
-    """Tables 4/5 layout: a row per variant; per metric a column per domain and the overall lift.
+               expected_n: int, title: str, digits: int = 5, no_overall: Collection[str] = ()) -> Table:
+    """Tables 2-5 layout: a row per variant; per metric a column per domain and the overall lift.
 
     The lift column is the overall domain's lift in points vs the row's reference ("-" on reference
     rows, empty on rows with no declared comparison); it is left out when "overall" is not a domain.
+    no_overall: variants whose overall metrics mean nothing (Single Domain: its domains' scores
+    come from different models) show "-" there, as in the paper.
     """
     means = _lookup(summary, ("variant", "metric", "domain"))
     tested = _lookup(stats, ("variant", "reference", "metric", "domain"))
@@ -120,6 +122,9 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
         row = [variant]
         for metric in metrics:
             for domain in domains:
+                if domain == "overall" and variant in no_overall:
+                    row.append("-")
+                    continue
                 cell = means[(variant, metric, domain)]
                 test = tested.get((variant, references.get(variant), metric, domain))
                 significant = bool(test["significant"]) if test is not None else False
@@ -130,7 +135,9 @@ def rows_table(summary: pd.DataFrame, stats: pd.DataFrame, variants: Sequence[st
                     greyed.append((len(rows), len(row), reason))
                     text += DEGENERATE
                 row.append(text)
-            if "overall" in domains:
+            if "overall" in domains and variant in no_overall:
+                row.append("-")
+            elif "overall" in domains:
                 test = tested.get((variant, references.get(variant), metric, "overall"))
                 row.append(format_lift(test["lift_pts"]) if test is not None
                            else "-" if variant in reference_rows else "")

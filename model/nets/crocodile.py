@@ -6,16 +6,17 @@ dim, S domains, P prior fields (user id, item id, domain id), Dg gate width (1, 
 Variants by name (the paper's Tables 4-6):
   SE + standard + none  = MMoE          ME + standard = ME-MMoE (M >= S: gate s reads set s)
   ME + pg               = ME-MMoE-PG    ME + peg + cov = Crocodile
+architecture=mmoe is this module with standard gating only (model/architectures.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from model.layers import BatchedMLP, MultiEmbedding, PerDomainMLP, own_domain
+from model.nets.output import ModelOutput
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,6 @@ GATINGS = {
 }
 # SE: one embedding set feeds every expert. ME: set p feeds expert p.
 EMBEDDINGS = ("SE", "ME")
-
-
-class ModelOutput(NamedTuple):
-    """What every architecture's forward returns; methods without experts return None for both."""
-
-    logits: torch.Tensor  # (B,) logit of each sample's own domain tower
-    expert_outputs: torch.Tensor | None  # (M, B, D)
-    gates: torch.Tensor | None  # (B, M) gate weight per expert (mean over D when element-wise)
 
 
 class Crocodile(nn.Module):

@@ -10,6 +10,24 @@ def test_throughput_smoke():
     assert all(v > 0 for v in speeds.values())
 
 
+def test_throughput_of_every_architecture_smoke():
+    from model.architectures import ARCHITECTURES
+
+    results = main(["--smoke-test", "--architectures", "--steps", "1"])
+    assert {label.split()[0] for label in results} == set(ARCHITECTURES)
+    assert "crocodile (round 1)" in results and "stem" in results and "ple ME" in results
+    assert all(speed > 0 for speeds in results.values() for speed in speeds.values())
+
+
+def test_family_smoke(capsys):
+    from benchmarks.family import main as family
+
+    rows = family(["--smoke-test", "--space", "table2_kuairand", "epochs=1", "expert_hidden=8,4", "tower_hidden=4"])
+    assert len(rows) == 12 and rows["Crocodile"]["samples_per_s"] > 0
+    assert rows["Single Domain"]["auc"] != rows["Single Domain"]["auc"]  # NaN: no overall metric
+    assert "Single Domain" in capsys.readouterr().out
+
+
 def test_sweep_overhead_smoke():
     import ray
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from model.layers import BatchedMLP, DomainNorm, ModelNorm, MultiEmbedding, PerDomainLinear, PerDomainMLP, own_domain
+from model.layers import (BatchedGate, BatchedMLP, DomainNorm, ModelNorm, MultiEmbedding, PerDomainLinear, PerDomainMLP,
+                          StarLinear, grouped_inputs, own_domain)
 
 
 def test_batch_norm_matches_torch_per_model_and_uses_running_statistics_in_eval():
@@ -109,3 +110,58 @@ def test_multi_embedding_field_rows_are_the_looked_up_vectors():
     assert torch.equal(out[1, 0, 2:], table.field_rows(1, 1)[3])
     assert torch.equal(out[0, 0, :2], table.field_rows(0, 0)[2])
     assert table.field_rows(1, 0).shape == (4, 2)
+
+
+def test_domain_weight_is_shared_times_specific_and_bias_shared_plus_specific():
+    layer = StarLinear(num_domains=2, in_dim=2, out_dim=1)
+    with torch.no_grad():
+        layer.shared_weight.copy_(torch.tensor([[[2.0]], [[-1.0]]]))  # (in, 1, out)
+        layer.shared_bias.fill_(0.5)
+        layer.weight.copy_(torch.tensor([[[3.0], [5.0]], [[4.0], [0.0]]]))  # (in, S, out)
+        layer.bias.copy_(torch.tensor([[1.0], [-2.0]]))
+    x = torch.tensor([[1.0, 1.0], [1.0, 1.0], [2.0, -1.0]])
+    y = layer(x, torch.tensor([0, 1, 0]))
+    # domain 0: W = (2*3, -1*4) = (6, -4), b = 1.5; domain 1: W = (10, 0), b = -1.5
+    assert torch.allclose(y.squeeze(-1), torch.tensor([6 - 4 + 1.5, 10 + 0 - 1.5, 12 + 4 + 1.5]))
+
+
+def test_a_fresh_star_layer_gives_every_domain_the_shared_layer():
+    layer = StarLinear(num_domains=3, in_dim=4, out_dim=2)
+    x = torch.randn(6, 4)
+    shared = x @ layer.shared_weight[:, 0] + layer.shared_bias[0]
+    assert torch.allclose(layer(x, torch.tensor([0, 1, 2, 0, 1, 2])), shared, atol=1e-6)
+
+
+def test_partitioned_norm_scales_by_shared_times_domain_and_shifts_by_their_sum():
+    norm = DomainNorm("layer", num_domains=2, width=2, shared_affine=True)
+    with torch.no_grad():
+        norm.shared_weight.copy_(torch.tensor([2.0, 3.0]))
+        norm.shared_bias.copy_(torch.tensor([0.5, 0.0]))
+        norm.weight.copy_(torch.tensor([[1.0, 1.0], [4.0, -1.0]]))
+        norm.bias.copy_(torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
+    x = torch.tensor([[1.0, 3.0], [1.0, 3.0]])  # layer-normalised: (-1, 1)
+    y = norm(x, torch.tensor([0, 1]))
+    assert torch.allclose(y, torch.tensor([[-2 + 0.5, 3.0], [-8 + 1.5, -3 + 2.0]]), atol=1e-3)
+
+
+def test_batched_gates_are_independent_softmaxes():
+    gate = BatchedGate(num_gates=2, in_dim=3, num_experts=4, norm="batch")
+    x = torch.randn(2, 10, 3)
+    weights = gate(x)
+    assert weights.shape == (2, 10, 4) and torch.allclose(weights.sum(-1), torch.ones(2, 10))
+    changed = x.clone()
+    changed[1] += 5.0
+    assert torch.allclose(gate(changed)[0], weights[0], atol=1e-6)  # gate 0 reads only its input
+
+
+def test_grouped_inputs_give_each_group_its_domains_input_and_sum_the_gradient_back():
+    per_domain = torch.randn(3, 4, 2, requires_grad=True)  # (S, B, in)
+    shared = torch.randn(1, 4, 2, requires_grad=True)
+    out = grouped_inputs(per_domain, shared, 2, 3)  # 3 domains x 2 experts, then 3 shared
+    assert out.shape == (9, 4, 2)
+    for e, source in enumerate([0, 0, 1, 1, 2, 2]):
+        assert torch.equal(out[e], per_domain[source])
+    assert all(torch.equal(out[6 + j], shared[0]) for j in range(3))
+    out.sum().backward()
+    assert torch.equal(per_domain.grad, torch.full_like(per_domain, 2.0))
+    assert torch.equal(shared.grad, torch.full_like(shared, 3.0))

@@ -92,6 +92,19 @@ def test_rows_layout_report(make_sweep):
     assert len(re.findall(r'<td id="T_stats_row\d+_col0" class="[^"]*muted', body)) == 10
 
 
+def test_a_single_domain_row_has_no_overall_cells(make_sweep):
+    sweep_dir = make_sweep("rows")
+    for path in (sweep_dir / "results").glob("*.parquet"):
+        frame = pd.read_parquet(path)
+        frame["architecture"] = ["single_domain" if v == "ME-MMoE" else "crocodile" for v in frame["variant"]]
+        frame.to_parquet(path)
+    table = (report.write_report(sweep_dir) / "table.md").read_text()
+    cells = next(line for line in table.splitlines() if line.startswith("| ME-MMoE |")).strip("| ").split(" | ")
+    assert cells.count("-") == 4  # AUC and gAUC: overall and lift
+    mmoe = next(line for line in table.splitlines() if line.startswith("| Crocodile |")).strip("| ").split(" | ")
+    assert "-" not in mmoe
+
+
 def test_alpha_layout_report(make_sweep):
     out = report.write_report(make_sweep("alpha"))
     curve = pd.read_csv(out / "alpha.csv")

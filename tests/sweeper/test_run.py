@@ -106,6 +106,32 @@ def test_a_failing_trial_is_stored_as_failed_while_the_others_finish(ray_cluster
     assert len(load_results(str(tmp_path / "sweeps" / "s"), all_attempts=True)) == 6
 
 
+def test_tuned_study_tunes_on_its_own_seeds_replicates_the_choice_and_reuses_finished_tuning(
+        ray_cluster, tmp_path, capsys):
+    tuned_space = tmp_path / "tuned.yaml"
+    tuned_space.write_text(yaml.safe_dump({
+        "study": "tuned", "seeds": [0, 1], "reference": "Base", "resources": {"workers": 0, "cpus_per_worker": 1},
+        "tuning": {"budget": 2, "seeds": [100]},
+        "variants": [{"name": "Base", "set": {"aux_loss": "none"}},
+                     {"name": "+Cov", "set": {"aux_loss": "cov"}, "tune": {"alpha": [0.01, 1.0]}}]}))
+    assert sweep(tmp_path, str(tuned_space)) == 0
+    root = tmp_path / "sweeps" / "s"
+    tuning = pd.read_parquet(root / "tuning" / "results")
+    assert len(tuning) == 2 and set(tuning["seed"]) == {100} and set(tuning["alpha"]) == {0.01, 1.0}
+    best = tuning.loc[tuning["val_auc_overall"].idxmax(), "alpha"]
+    frame = pd.read_parquet(root / "results")
+    assert sorted(zip(frame["variant"], frame["seed"])) == [("+Cov", 0), ("+Cov", 1), ("Base", 0), ("Base", 1)]
+    assert set(frame.loc[frame["variant"] == "+Cov", "alpha"]) == {best}
+    choices = json.loads((root / "tuned.json").read_text())
+    assert choices["rows"][0]["chosen"] == {"alpha": best}
+    out = capsys.readouterr().out
+    assert "tuning: 1 rows x 2 configurations x 1 tuning seeds; 2 runs to do, 0 already stored" in out
+    assert (root / "report" / "tuning.md").is_file() and "Tuning" in (root / "report" / "report.html").read_text()
+    assert sweep(tmp_path, str(tuned_space)) == 0
+    out = capsys.readouterr().out
+    assert "2 runs to do" not in out and "0 runs to do, 2 already stored" in out and "0 trials to run" in out
+
+
 def test_search_runs_optuna_trials_and_its_study_reloads(ray_cluster, tmp_path, capsys):
     import optuna
     from optuna.storages import JournalStorage

@@ -81,6 +81,15 @@ def test_variant_without_any_result_shows_zero_n():
     assert table.rows[2] == ("ghost", "n/a (0/3)", "n/a (0/3)", "")
 
 
+def test_a_variant_without_an_overall_metric_shows_a_dash_there():
+    summary = stats.summary_frame(RUNS, ["base", "new"], ["auc"], ["S1", "overall"])
+    frame = stats.stats_frame(RUNS, [], ["auc"], ["S1", "overall"], table="demo", expected_n=3)
+    table = tables.rows_table(summary, frame, ["base", "new"], [], ["auc"], ["S1", "overall"], 3, "demo",
+                              no_overall={"base"})
+    assert table.rows[0] == ("base", "0.71000", "-", "-")
+    assert table.rows[1] == ("new", "0.73000", "0.84000", "")
+
+
 def test_format_value():
     assert tables.format_value(0.74123, 5, 6, significant=True, digits=4) == "0.7412* (5/6)"
     assert tables.format_value(0.74123, 6, 6) == "0.74123"

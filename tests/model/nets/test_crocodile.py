@@ -10,7 +10,7 @@ from model.losses import AUX_LOSSES, aux_loss, task_loss
 
 VOCAB = (7, 11, 3, 5)  # user_id, item_id, domain_id, one attribute
 PRIOR = (0, 1, 2)
-SMALL = dict(expert_hidden=(8, 6), tower_hidden=(4,), embedding_dim=4)
+SMALL = dict(expert_hidden=(8, 6), tower_hidden=(4,), embedding_dim=4)  # noqa: C408
 
 
 def batch(num_rows=32, num_domains=3, seed=0):
