@@ -79,7 +79,7 @@ def test_cli_bad_value_is_one_line_and_exit_2():
                           timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "error: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard']"]
+        "error: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard'] (or 'none' for architectures without gates)"]
 
 
 def test_a_monitor_that_is_never_defined_fails_clearly(tiny):
