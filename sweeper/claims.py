@@ -121,6 +121,10 @@ class Claims:
             self.held.add(key)
         return None
 
+    def holder_of(self, key: str) -> Holder | None:
+        """The live driver (not this one) that holds key, or None; dead claims are cleared."""
+        return self._live_other(key, clean=True)
+
     def release(self, key: str) -> None:
         with self._lock:
             self.held.discard(key)

@@ -1,7 +1,8 @@
 """Pre-flight: what the driver can know is wrong before a single trial runs.
 
   check_names      every monitor and the search objective against the data's own metric names
-                   (read from the data's metadata, not its rows), prior fields for pg/peg gating;
+                   (read from the data's metadata, not its rows), prior fields for pg/peg gating,
+                   and that each configuration's model builds for the data's domains and fields;
   concurrency      the trials the cluster can hold at once, from its nodes and the space's
                    resources; raises ResourceError with the arithmetic when not even one fits.
 
@@ -63,6 +64,20 @@ def check_names(space: Space, base: dict, info: DataInfo) -> None:
             if missing:
                 raise SpaceError(f"{space.path}: {where}: gating {config.model.gating!r} needs the prior fields "
                                  f"{list(PRIOR_FIELDS)}, but {info.spec} lacks {missing}")
+        check_model(config, info, f"{space.path}: {where}")
+
+
+def check_model(config: RunConfig, info: DataInfo, where: str) -> None:
+    """The model must build for the data's domains and fields (e.g. ME with standard gating needs
+    num_embeddings >= domains): built once on a 2-id vocabulary, milliseconds, no data read."""
+    from model.architectures import build_model
+
+    prior = tuple(info.field_names.index(f) for f in PRIOR_FIELDS) if config.model.uses_prior else ()
+    try:
+        build_model(config.model, vocab_sizes=(2,) * len(info.field_names), num_domains=len(info.domain_names),
+                    prior_fields=prior)
+    except ValueError as exc:
+        raise SpaceError(f"{where}: on {info.spec} ({len(info.domain_names)} domains): {exc}") from None
 
 
 # ---- resources ---------------------------------------------------------------------------------

@@ -325,7 +325,7 @@ def execute(args: argparse.Namespace, space: Space, base: dict, data: str, sweep
                                               resources=space.resources, sweep_uri=sweep_uri, sweep_name=space.name,
                                               wandb_mode=wandb_mode, optuna_journal=journal,
                                               num_search_trials=remaining if space.search else 0, console=out,
-                                              max_concurrent=cap, claims=claims)
+                                              max_concurrent=cap, claims=claims, stop=stop)
                 stored = tune_runner.store_trial_errors(errors, sweep_uri)
             finally:
                 tune_runner.disconnect(how)

@@ -46,10 +46,10 @@ def config_fields() -> tuple[tuple[str, pa.DataType], ...]:
 @lru_cache(maxsize=8)
 def metric_names(domains: tuple[str, ...], bayes: bool) -> tuple[str, ...]:
     """val_* and test_* columns, taken from model.metrics.evaluate itself so they never drift apart."""
-    n = 4 * len(domains)
+    n = 4 * max(len(domains), 1)  # no domains known (data that never loaded): the overall columns
     scores = torch.linspace(-1, 1, n)
     labels = torch.tensor([0.0, 1.0] * (n // 2))
-    dom = torch.arange(len(domains)).repeat_interleave(4)
+    dom = torch.arange(max(len(domains), 1)).repeat_interleave(4)
     users = torch.arange(n) % 2
     names = []
     for split in ("val", "test"):

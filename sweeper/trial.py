@@ -127,6 +127,8 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
                                 job.schema)
         return {"objective": math.nan, "seeds_ok": 0, "seeds_failed": len(job.seeds), "done": True}
 
+    # The planner fixes the metric columns (job.domains); a job made by hand takes its data's.
+    schema = job.schema if job.domains else row_schema(data.domain_names, data.truth is not None)
     scores: list[float] = []
     for seed_index, seed in enumerate(job.seeds):
         config = job.config(seed)
@@ -174,7 +176,7 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
             scores.append(result.metrics[job.objective])
         row |= {"finished_at": time.time(), **provenance()}
         if write_rows:
-            store.write_row(row, job.schema)
+            store.write_row(row, schema)
         if seed_hooks is not None:
             seed_hooks.end_seed(row)
     objective = sum(scores) / len(scores) if scores else math.nan

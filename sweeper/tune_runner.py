@@ -477,17 +477,17 @@ def optuna_space(params: tuple[Param, ...]) -> dict:
 def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job | None, resources: Resources,
              sweep_uri: str, sweep_name: str, wandb_mode: str, optuna_journal: str | None,
              num_search_trials: int = 0, max_concurrent: int = 0, claims: Claims | None = None,
-             console: Console | None = None) -> list:
+             console: Console | None = None, stop=None) -> list:
     """Run the trials; returns Tune's ResultGrid errors as (job-or-None, error text) pairs.
 
     Replicate jobs are handed to Tune one at a time, each claimed for this driver just before it
-    starts (claims; see ClaimingSearcher). max_concurrent caps the trials at once (0: no cap).
-    wandb_mode: online / offline / off; each trial logs its own runs (sweeper.wandb_log).
+    starts (claims; see ClaimingSearcher); jobs another driver holds are waited for outside Tune
+    (wait_for_others), so this driver's idle trial actors never hold the CPUs the other driver's
+    trials wait for. max_concurrent caps the trials at once (0: no cap). wandb_mode: online /
+    offline / off; each trial logs its own runs (sweeper.wandb_log). stop: a signals.Stop; once it
+    names a signal nothing more starts.
     """
     console = console or Console()
-    template = {"job": dataclasses.asdict(template_job) if template_job else None,
-                "train_storage": join(sweep_uri, "train")}
-    trainable = trainable_for(resources, template)
     # Keeping one checkpoint per trial makes Tune snapshot its (small) state at every epoch, which it
     # warns about each time; that cost is the price of resuming a lost trial at its last epoch.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -498,13 +498,40 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
                 "train_storage": join(sweep_uri, "train"), "wandb": wandb_log.target_dict(target)}
     trainable = trainable_for(resources, template)
     callbacks = []
+
+    def fit(param_space, tune_config, total, metric, mode) -> list:
+        progress = Progress(total, metric, mode, ProgressDisplay(console, total))
+        tuner = tune.Tuner(
+            trainable, param_space=param_space, tune_config=tune_config,
+            run_config=tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:6]}", storage_path=sweep_uri,
+                                      verbose=1 if console.verbose else 0,
+                                      callbacks=[progress, DropCheckpoints(sweep_uri), *callbacks],
+                                      # Only infrastructure failures reach Tune (trials store the rest).
+                                      failure_config=tune.FailureConfig(max_failures=2),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+        try:
+            with _without_tune_loggers():
+                grid = tuner.fit()
+        finally:
+            progress.display.close()
+        errors = []
+        for result in grid:
+            if result.error is not None:
+                job = result.config.get("job") if result.config else None
+                errors.append((Job(**job) if job else None, describe(result.error)))
+        return errors
+
     if search is None:
-        param_space = {}
-        total, metric, mode = len(jobs), "val_auc_overall", "max"
-        searcher = ClaimingSearcher(jobs, claims or Claims(sweep_uri), ResultsStore(sweep_uri))
-        tune_config = tune.TuneConfig(search_alg=searcher, num_samples=max(len(jobs), 1),
-                                      max_concurrent_trials=max_concurrent or None,
-                                      reuse_actors=True, trial_dirname_creator=_trial_dirname)
+        claims, store, errors, remaining = claims or Claims(sweep_uri), ResultsStore(sweep_uri), [], list(jobs)
+        while remaining and not (stop is not None and stop.signal):
+            searcher = ClaimingSearcher(remaining, claims, store)
+            tune_config = tune.TuneConfig(search_alg=searcher, num_samples=len(remaining),
+                                          max_concurrent_trials=max_concurrent or None,
+                                          reuse_actors=True, trial_dirname_creator=_trial_dirname)
+            errors += fit({}, tune_config, len(remaining), "val_auc_overall", "max")
+            remaining = wait_for_others(searcher.pending, claims, store, console, stop)
+        return errors
     else:
         import optuna
         from optuna.storages import JournalStorage
@@ -537,27 +564,7 @@ def run_tune(*, jobs: list[Job] | None, search: Search | None, template_job: Job
         tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
                                       scheduler=scheduler, num_samples=num_search_trials, reuse_actors=True)
         callbacks.append(OptunaAttrs(searcher, template_job, wandb_on=target is not None))
-    progress = Progress(total, metric, mode, ProgressDisplay(console, total))
-    tuner = tune.Tuner(
-        trainable, param_space=param_space, tune_config=tune_config,
-        run_config=tune.RunConfig(name=f"tune-{uuid.uuid4().hex[:6]}", storage_path=sweep_uri,
-                                  verbose=1 if console.verbose else 0,
-                                  callbacks=[progress, DropCheckpoints(sweep_uri), *callbacks],
-                                  # Only infrastructure failures reach Tune (trials store the rest).
-                                  failure_config=tune.FailureConfig(max_failures=2),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-    )
-    try:
-        with _without_tune_loggers():
-            grid = tuner.fit()
-    finally:
-        progress.display.close()
-    errors = []
-    for result in grid:
-        if result.error is not None:
-            job = result.config.get("job") if result.config else None
-            errors.append((Job(**job) if job else None, describe(result.error)))
-    return errors
+    return fit(param_space, tune_config, total, metric, mode)
 
 
 @contextlib.contextmanager
@@ -591,61 +598,59 @@ def store_trial_errors(errors: list, sweep_uri: str) -> int:
 
 # ---- cell claims -------------------------------------------------------------------------------
 
-def job_key(job: Job) -> str:
-    """The claim key of a replicate job: its (cell, seed)."""
-    return f"{_cell(job)}-s{job.seeds[0]}"
-
-
-def _cell(job: Job) -> str:
+def job_keys(job: Job) -> list[str]:
+    """The claim keys of a replicate job: one per (cell, seed) it trains."""
     from sweeper.space import cell_key
 
-    return cell_key(job.config(job.seeds[0]).flat())
+    return [f"{cell_key(job.config(seed).flat())}-s{seed}" for seed in job.seeds]
+
+
+def job_stored(job: Job, store: ResultsStore) -> bool:
+    """Every seed of the job has a row of this attempt or a later one (a listing, no read)."""
+    from sweeper.space import cell_key
+
+    return all(store.has_row(cell_key(job.config(seed).flat()), seed, job.attempt(seed)) for seed in job.seeds)
 
 
 class ClaimingSearcher(Searcher):
     """Replicate jobs for Tune, one at a time, each claimed for this driver just before its trial.
 
-    A job another live driver holds is skipped and tried again every poll_s (it is taken over when
-    that driver dies); one that meanwhile got its row is dropped. The search finishes when every
-    job ran here or was stored elsewhere, so every driver of a sweep ends with all of it stored."""
+    A job that another live driver holds is skipped (left in `pending`), one that got its rows
+    meanwhile is dropped; the search finishes when no pending job can be claimed now. The caller
+    waits for the others outside Tune (wait_for_others), then runs what is left."""
 
-    def __init__(self, jobs: list[Job], claims: Claims, store: ResultsStore, poll_s: float = 5.0):
+    def __init__(self, jobs: list[Job], claims: Claims, store: ResultsStore):
         super().__init__(metric="objective", mode="max")
-        self.pending, self.claims, self.store, self.poll_s = list(jobs), claims, store, poll_s
-        self.running: dict[str, str] = {}
-        self.stored_elsewhere = 0
-        self.waiting: dict[str, object] = {}
-        self.next_poll = 0.0
+        self.pending, self.claims, self.store = list(jobs), claims, store
+        self.running: dict[str, list[str]] = {}
 
     def suggest(self, trial_id: str):
-        now, polled = time.time(), False
         for job in list(self.pending):
-            key = job_key(job)
-            if key in self.waiting and now < self.next_poll:
+            keys = job_keys(job)
+            if not self._claim(keys):
                 continue
-            polled = polled or key in self.waiting
-            holder = self.claims.try_claim(key)
-            if holder is not None:
-                if key not in self.waiting:
-                    print(f"{_job_label(job)} is being run by another driver ({holder.describe()}); "
-                          f"waiting for its row", flush=True)
-                self.waiting[key] = holder
-                continue
-            self.waiting.pop(key, None)
             self.pending.remove(job)
-            if self.store.has_row(_cell(job), job.seeds[0], job.attempt(job.seeds[0])):
-                self.claims.release(key)  # stored by another driver while we waited
-                self.stored_elsewhere += 1
+            if job_stored(job, self.store):  # stored by another driver since we planned
+                for key in keys:
+                    self.claims.release(key)
                 continue
-            self.running[trial_id] = key
+            self.running[trial_id] = keys
             return {"job": dataclasses.asdict(job)}
-        if polled:
-            self.next_poll = now + self.poll_s
-        return Searcher.FINISHED if not self.pending else None
+        return Searcher.FINISHED
+
+    def _claim(self, keys: list[str]) -> bool:
+        """All keys, or none (a job of several seeds is claimed whole)."""
+        taken = []
+        for key in keys:
+            if self.claims.try_claim(key) is not None:
+                for done in taken:
+                    self.claims.release(done)
+                return False
+            taken.append(key)
+        return True
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        key = self.running.pop(trial_id, None)
-        if key is not None:
+        for key in self.running.pop(trial_id, []):
             self.claims.release(key)
 
     def save(self, checkpoint_path: str) -> None:
@@ -655,5 +660,20 @@ class ClaimingSearcher(Searcher):
         """See save."""
 
 
-def _job_label(job: Job) -> str:
-    return f"{job.variant} seed {job.seeds[0]}"
+def wait_for_others(jobs: list[Job], claims: Claims, store: ResultsStore, console: Console, stop,
+                    poll_s: float = 5.0) -> list[Job]:
+    """Wait (outside Tune: nothing held) while every job left is another live driver's; return the
+    jobs still without rows once one of them is free (its driver died), [] when all are stored."""
+    announced = set()
+    while jobs and not (stop is not None and stop.signal):
+        jobs = [job for job in jobs if not job_stored(job, store)]
+        holders = {key: claims.holder_of(key) for job in jobs for key in job_keys(job)}
+        if any(holders[key] is None for job in jobs for key in job_keys(job)):
+            return jobs  # free again: the next round claims them
+        for holder in {h.id: h for h in holders.values() if h is not None}.values():
+            if holder.id not in announced:
+                held = sum(h is not None and h.id == holder.id for h in holders.values())
+                console.line(f"waiting for {held} (cell, seed)s that another driver runs ({holder.describe()})")
+                announced.add(holder.id)
+        time.sleep(poll_s)
+    return []

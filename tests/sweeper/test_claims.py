@@ -8,15 +8,16 @@ import time
 from sweeper.claims import Claims, Holder
 
 
-def holder(name: str, host: str = "elsewhere", pid: int = 1) -> Holder:
-    return Holder(id=name, host=host, pid=pid, started_at=time.time())
+def holder(name: str, pid: int = 1) -> Holder:
+    """A driver on another machine (its own host name: liveness by heartbeat only)."""
+    return Holder(id=name, host=f"host-{name}", pid=pid, started_at=time.time())
 
 
 def test_a_claimed_cell_is_refused_to_others_until_released(tmp_path):
     a, b = Claims(str(tmp_path), holder("a")), Claims(str(tmp_path), holder("b"))
     assert a.try_claim("c1-s0") is None and a.try_claim("c1-s0") is None  # ours, and again ours
     refused = b.try_claim("c1-s0")
-    assert refused is not None and refused.id == "a" and "host elsewhere, PID 1, started" in refused.describe()
+    assert refused is not None and refused.id == "a" and "host host-a, PID 1, started" in refused.describe()
     assert b.try_claim("c2-s0") is None
     assert set(a.holders()) == {"c2-s0"} and set(b.holders()) == {"c1-s0"}
     a.release("c1-s0")

@@ -23,7 +23,7 @@ from sweeper.store import load_results
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
 VARIANTS = [{"name": "MMoE", "set": {"embedding": "SE", "gating": "standard", "aux_loss": "none"}},
-            {"name": "ME-MMoE", "set": {"embedding": "ME", "gating": "standard", "aux_loss": "none"}}]
+            {"name": "ME-MMoE-PG", "set": {"embedding": "ME", "gating": "pg", "aux_loss": "none"}}]
 SMALL = ["num_embeddings=2", "expert_hidden=16,8", "tower_hidden=8"]
 
 
@@ -49,11 +49,27 @@ def args(tmp_path: Path, space: str, *extra: str) -> list[str]:
             *SMALL, *extra]
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_driver_left():
+    """A driver a failed test leaves running would hold the cluster's CPUs for the next tests."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def driver(cluster: str, argv: list[str], log: Path) -> subprocess.Popen:
     """`python sweeper/run.py ARGV` joined to the test cluster, output to log."""
     env = {**os.environ, "RAY_ADDRESS": cluster, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, str(REPO / "sweeper" / "run.py"), *argv], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, str(REPO / "sweeper" / "run.py"), *argv], cwd=REPO, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
+    STARTED.append(proc)
+    return proc
 
 
 def wait_for_rows(results: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> list[Path]:
@@ -71,7 +87,7 @@ def keys(frame: pd.DataFrame) -> list[tuple[str, int]]:
     return sorted(zip(frame["variant"], frame["seed"]))
 
 
-ALL = [("ME-MMoE", 0), ("ME-MMoE", 1), ("MMoE", 0), ("MMoE", 1)]
+ALL = [("ME-MMoE-PG", 0), ("ME-MMoE-PG", 1), ("MMoE", 0), ("MMoE", 1)]
 
 
 def test_kill_9_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(cluster, tmp_path):

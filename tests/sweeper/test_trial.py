@@ -17,7 +17,7 @@ def job(tmp_path, **changes):
 
 def test_run_job_stores_one_row_per_seed_matching_a_direct_run(tmp_path):
     reports = []
-    summary = run_job(job(tmp_path), report=reports.append)
+    summary = run_job(job(tmp_path), report=lambda record, checkpoint: reports.append(record))
     frame = pd.read_parquet(tmp_path / "t" / "results").sort_values("seed")
     assert list(frame["seed"]) == [0, 1] and set(frame["status"]) == {"ok"}
     assert frame["cell"].nunique() == 1 and set(frame["gating"]) == {"peg"}

@@ -34,3 +34,32 @@ def test_progress_lines(monkeypatch):
     progress.on_experiment_end([trial, search])
     assert stream.getvalue().splitlines()[-1] == (
         "W&B logging failed in 1 trial(s), results are unaffected; first: trial ab12: RuntimeError: no network")
+
+
+def test_claimed_jobs_go_to_tune_and_held_ones_are_waited_for_outside_it(tmp_path):
+    import time
+
+    from sweeper.claims import Claims, Holder
+    from sweeper.signals import Stop
+    from sweeper.store import ResultsStore
+    from sweeper.trial import Job
+
+    def job(variant, factors):
+        return Job(sweep="s", study="replicate", variant=variant, factors=factors, base={}, seeds=(0,),
+                   data="synthetic:tiny", sweep_uri=str(tmp_path))
+
+    a, b = job("A", {"alpha": 0.1}), job("B", {"alpha": 0.2})
+    other = Claims(str(tmp_path), Holder(id="other", host="host-other", pid=1, started_at=time.time()), stale_after_s=1)
+    assert other.try_claim(tune_runner.job_keys(a)[0]) is None
+    mine = Claims(str(tmp_path), stale_after_s=1)
+    searcher = tune_runner.ClaimingSearcher([a, b], mine, ResultsStore(str(tmp_path)))
+    assert searcher.suggest("t1")["job"]["variant"] == "B"  # A is the other driver's
+    assert searcher.suggest("t2") == tune_runner.Searcher.FINISHED and searcher.pending == [a]
+    stream = io.StringIO()
+    started = time.time()
+    left = tune_runner.wait_for_others(searcher.pending, mine, ResultsStore(str(tmp_path)), Console(stream, stream),
+                                       Stop(), poll_s=0.2)
+    assert left == [a] and time.time() - started >= 0.8  # free once the other's heartbeat went stale
+    assert "waiting for 1 (cell, seed)s that another driver runs (host host-other, PID 1" in stream.getvalue()
+    searcher.on_trial_complete("t1")
+    assert mine.held == set()
