@@ -312,7 +312,8 @@ def test_every_override_is_checked_even_when_the_variants_set_it(monkeypatch, ca
     monkeypatch.setattr(tune_runner, "connect", no_ray)
     assert run.main(["--space", "table5_ablation", "gating=pgg"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: override gating=pgg: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard']"]
+        "error: override gating=pgg: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard'] "
+        "(or 'none' for architectures without gates)"]
     assert run.main(["--space", "table5_ablation", "gating=pg"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "override gating=pg has no effect: every variant" in err

@@ -16,7 +16,7 @@ def test_shipped_spaces_load_with_every_profile(name):
         assert space.comparisons()
     # Every shipped file states its claim up front (a search states that it makes none).
     assert "hypotheses" in yaml.safe_load(open(f"search_spaces/{name}.yaml"))
-    assert bool(space.hypotheses) == (space.study == "replicate")
+    assert bool(space.hypotheses) == (space.study in ("replicate", "tuned"))
 
 
 def test_shipped_hypotheses_are_the_papers_claims():

@@ -83,11 +83,11 @@ def test_variant_without_any_result_shows_zero_n():
 
 def test_a_variant_without_an_overall_metric_shows_a_dash_there():
     summary = stats.summary_frame(RUNS, ["base", "new"], ["auc"], ["S1", "overall"])
-    frame = stats.stats_frame(RUNS, [], ["auc"], ["S1", "overall"], table="demo", expected_n=3)
+    frame = protocol.stats_frame(RUNS, [], ["auc"], ["S1", "overall"], table="demo", expected_n=3)
     table = tables.rows_table(summary, frame, ["base", "new"], [], ["auc"], ["S1", "overall"], 3, "demo",
                               no_overall={"base"})
     assert table.rows[0] == ("base", "0.71000", "-", "-")
-    assert table.rows[1] == ("new", "0.73000", "0.84000", "")
+    assert table.rows[1] == ("new", "0.73000", "0.84167", "")
 
 
 def test_format_value():

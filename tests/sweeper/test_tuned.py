@@ -6,6 +6,7 @@ import pytest
 
 from sweeper import tuned
 from sweeper.space import SpaceError, parse_space
+from sweeper.schema import row_schema
 from sweeper.store import ResultsStore
 from sweeper.trial import _identity
 
@@ -63,8 +64,9 @@ def test_jobs_cover_rows_by_budget_by_tuning_seeds_and_a_rerun_skips_finished_ru
                                          "+Dot [alpha=0.0001]"}
     assert all(j.sweep_uri == tuned.tuning_uri(str(tmp_path)) and j.objective == "val_auc_overall" for j in jobs)
     store = ResultsStore(tuned.tuning_uri(str(tmp_path)))
-    store.write_row(_run("x", {"aux_loss": "cov", "alpha": 0.01}, 100))
-    store.write_row(_run("x", {"aux_loss": "cov", "alpha": 0.01}, 101, status="failed"))
+    schema = row_schema(("S0", "S1", "S2", "S4", "S6"), True)
+    store.write_row(_run("x", {"aux_loss": "cov", "alpha": 0.01}, 100), schema)
+    store.write_row(_run("x", {"aux_loss": "cov", "alpha": 0.01}, 101, status="failed"), schema)
     jobs, skipped = tuned.tuning_jobs(s, BASE, "synthetic:tiny", str(tmp_path))
     assert (len(jobs), skipped) == (6, 2)
     jobs, skipped = tuned.tuning_jobs(s, BASE, "synthetic:tiny", str(tmp_path), rerun_failed=True)
