@@ -65,6 +65,15 @@ class Console:
 _ACTIVE: list[Console] = []  # the console of the running `quiet` block
 
 
+def notify(text: str) -> None:
+    """A warning for the user from code that holds no console (the results store, signal
+    handlers): the terminal inside a `quiet` block (not the log), else stderr."""
+    if _ACTIVE:
+        _ACTIVE[-1].warn(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def _terminal_copy(stream: IO[str], fd: int) -> IO[str]:
     """A stream that still reaches the terminal after fd is redirected (or the stream itself when
     it is not backed by fd, e.g. pytest's capture)."""

@@ -48,8 +48,10 @@ def graceful_stop():
         if stop.signal is not None:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
         stop.signal = signum
-        print(f"\n{signal.Signals(signum).name} received: stopping the trials; finished rows are kept "
-              f"(send it again to stop at once)", flush=True)
+        from sweeper.console import notify
+
+        notify(f"{signal.Signals(signum).name} received: stopping the trials; finished rows are kept "
+               f"(send it again to stop at once)")
         tune_stop = signal.getsignal(signal.SIGUSR1)
         if callable(tune_stop) and tune_stop is not handler:
             tune_stop(signal.SIGUSR1, frame)  # Tune's "stop the experiment" handler: ends fit() cleanly

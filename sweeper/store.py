@@ -19,7 +19,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from functools import lru_cache
@@ -194,8 +193,10 @@ class ResultsStore:
     def _set_aside(self, path: str, why: str) -> None:
         dest = self._move_aside(path, self.corrupt_dir)
         if dest:
-            print(f"warning: results file {path} is unreadable ({why}); moved to {dest}; its (cell, seed) "
-                  f"counts as not stored and runs again", file=sys.stderr, flush=True)
+            from sweeper.console import notify
+
+            notify(f"warning: results file {path} is unreadable ({why}); moved to {dest}; its (cell, seed) "
+                   f"counts as not stored and runs again")
 
     def _move_aside(self, path: str, folder: str) -> str | None:
         self.fs.create_dir(folder, recursive=True)
