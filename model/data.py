@@ -267,13 +267,21 @@ def random_split(num_rows: int, seed: int, fractions: tuple[float, float, float]
 
 def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str,
                      rank: int = 0, world_size: int = 1):
-    """Yield index tensors (on device) of one epoch's shuffled batches.
+    """Yield index tensors (on device) of one epoch's shuffled batches, all of batch_size rows.
 
-    The permutation comes from `generator` (the run's shuffle generator, separate from the
-    model-init one), so every variant run with the same seed sees the same batch order. With
-    world_size > 1, rank r takes rows r, r+W, ... of each global batch (DDP sharding).
+    The last partial batch is dropped (its rows are in other batches next epoch, the permutation
+    being new): every step then has the same shapes, so a compiled or graph-captured step is reused
+    and never recompiled, and DDP ranks always take equal steps. Fewer rows than one batch make one
+    batch of them all. The permutation comes from `generator` (the run's shuffle generator,
+    separate from the model-init one), so every variant run with the same seed sees the same batch
+    order. With world_size > 1, rank r takes rows r, r+W, ... of each global batch (DDP sharding).
     """
     perm = torch.randperm(num_rows, generator=generator).to(device, non_blocking=True)
-    for start in range(0, num_rows, batch_size):
+    for start in range(0, max(num_rows - batch_size, 0) + 1, batch_size):
         idx = perm[start:start + batch_size]
         yield idx[rank::world_size] if world_size > 1 else idx
+
+
+def rows_per_epoch(num_rows: int, batch_size: int) -> int:
+    """The training rows one epoch of shuffled_batches visits (the full batches)."""
+    return num_rows if num_rows <= batch_size else num_rows // batch_size * batch_size

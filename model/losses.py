@@ -13,12 +13,20 @@ import torch.nn.functional as F
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor, num_domains: int) -> torch.Tensor:
     """Per-domain mean BCE summed over domains (eq. 7), not one global mean.
 
-    logits, labels, domains: (B,). Domains absent from the batch contribute 0.
+    logits, labels, domains: (B,). Domains absent from the batch contribute 0. Counts come from
+    index_add, not bincount: bincount sizes its output from the data (a host sync on CUDA) and has
+    no vmap rule (seed-batched training).
     """
-    bce = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none")  # (B,)
+    logits = at_least_float32(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")  # (B,)
     sums = torch.zeros(num_domains, dtype=bce.dtype, device=bce.device).index_add(0, domains, bce)  # (S,)
-    counts = torch.bincount(domains, minlength=num_domains).to(bce.dtype)  # (S,)
+    counts = torch.zeros(num_domains, dtype=bce.dtype, device=bce.device).index_add(0, domains, torch.ones_like(bce))
     return (sums / counts.clamp_min(1)).sum()
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 activations (autocast) are lifted to float32 for the losses; float64 stays float64."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def _pairs(num_experts: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,4 +140,4 @@ def aux_loss(name: str, outputs: torch.Tensor, gates: torch.Tensor, num_rows: in
         raise ValueError(f"unknown aux_loss {name!r}; valid: {sorted(AUX_LOSSES)}")
     if num_rows > 0:
         outputs, gates = outputs[:, :num_rows], gates[:num_rows]
-    return AUX_LOSSES[name](gates if name in AUX_ON_GATES else outputs.float())
+    return AUX_LOSSES[name](gates if name in AUX_ON_GATES else at_least_float32(outputs))

@@ -23,9 +23,9 @@ from model.checkpoint import TrainState, load_artefact
 from model.config import RunConfig, config_keys, load_config_file
 from model.architectures import ARCHITECTURES, build_model
 from model.layers import MultiEmbedding
-from model.data import MultiDomainData, SplitTensors, shuffled_batches
+from model.data import MultiDomainData, SplitTensors, rows_per_epoch, shuffled_batches
 from model.datasets import check_spec, load_data
-from model.losses import aux_loss, task_loss
+from model.losses import at_least_float32, aux_loss, task_loss
 from model.metrics import evaluate
 
 EpochCallback = Callable[[int, dict], None]
@@ -57,6 +57,18 @@ def check_run(config: RunConfig, data: MultiDomainData) -> None:
         data.prior_field_indices()
 
 
+def check_compile(compile_step: bool, device: torch.device) -> None:
+    """compile=true captures the step as CUDA graphs; on CPU it is refused rather than run slower."""
+    if compile_step and device.type != "cuda":
+        raise ValueError(f"compile=true needs a CUDA device (the step is captured as CUDA graphs), but the run is "
+                         f"on {device}: set compile=false")
+
+
+def compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """The module compiled for static shapes, its launches captured as CUDA graphs (reduce-overhead)."""
+    return torch.compile(module, mode="reduce-overhead", dynamic=False)
+
+
 def model_for(config: RunConfig, data: MultiDomainData) -> torch.nn.Module:
     """The model of config for data's vocabularies and domains, initialised from (seed, module path)."""
     mcfg = config.model
@@ -66,15 +78,17 @@ def model_for(config: RunConfig, data: MultiDomainData) -> torch.nn.Module:
 
 def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.device = "cpu",
           on_epoch: EpochCallback | None = None, on_state: StateCallback | None = None,
-          resume: TrainState | None = None) -> RunResult:
+          resume: TrainState | None = None, dtype: torch.dtype = torch.float32) -> RunResult:
     """Train one model; with torch.distributed initialised, run DDP with batches sharded by rank.
 
     on_state(state) gets the TrainState after every epoch; resume=state continues from one (made
-    with the same config), ending with the metrics an uninterrupted run would have."""
+    with the same config), ending with the metrics an uninterrupted run would have. dtype float64
+    serves exactness checks (model/seed_batch.py's equivalence test)."""
     started = time.perf_counter()
     check_run(config, data)
     mcfg, tcfg = config.model, config.train
     device = torch.device(device)
+    check_compile(tcfg.compile, device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if resume is not None and resume.config != config.flat():
@@ -84,7 +98,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     # Setup: data on the device; init and shuffle randomness from separate generators.
     splits = {name: data.subset(name).to(device) for name in ("train", "val", "test")}
     torch.manual_seed(tcfg.seed)  # dropout; the weights are seeded per module from (seed, module path)
-    model = model_for(config, data).to(device)
+    model = model_for(config, data).to(device=device, dtype=dtype)
     shuffle_gen = torch.Generator().manual_seed(tcfg.seed + 1_000_003)
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, MultiEmbedding) for p in m.parameters()}
     embedding_params = [p for p in model.parameters() if id(p) in embedding_ids]
@@ -101,7 +115,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         # DDP broadcasts rank 0's running statistics, which evaluation then uses on every rank.
         step_model = torch.nn.parallel.DistributedDataParallel(model)
     if tcfg.compile:
-        step_model = torch.compile(step_model, dynamic=True)
+        step_model = compiled(step_model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16)
     use_aux = mcfg.aux_loss != "none" and mcfg.alpha > 0
     sign = 1 if tcfg.monitor_mode == "max" else -1
@@ -122,10 +136,11 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         # A state saved at the epoch that ended the run (patience or the last epoch) trains no more.
         first_epoch = resume.epoch + 1 if resume.epoch - best_epoch < tcfg.patience else tcfg.epochs + 1
     train_split = splits["train"]
+    epoch_rows = rows_per_epoch(len(train_split), tcfg.batch_size)
     for epoch in range(first_epoch, tcfg.epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # many steps: a float32 sum drifts
         num_steps = 0
         for idx in shuffled_batches(len(train_split), tcfg.batch_size, shuffle_gen, device, rank, world):
             batch = train_split.rows(idx)
@@ -145,7 +160,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
             torch.cuda.synchronize(device)
         epoch_train_s = time.perf_counter() - epoch_start
         train_seconds += epoch_train_s
-        train_rows += len(train_split)
+        train_rows += epoch_rows
         mean_loss = float(loss_sum) / max(num_steps, 1)
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"training loss is {mean_loss} in epoch {epoch} "
@@ -153,7 +168,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
 
         val = predict_and_evaluate(model, "val", splits["val"], data.domain_names, tcfg.eval_batch_size, autocast)
         record = {"epoch": epoch, "train_loss": mean_loss, "epoch_train_s": epoch_train_s,
-                  "samples_per_s": len(train_split) / epoch_train_s, **val}
+                  "samples_per_s": epoch_rows / epoch_train_s, **val}
         history.append(record)
         improved = sign * val[tcfg.monitor] > best_score
         if improved:
@@ -198,7 +213,7 @@ def predict(model: torch.nn.Module, rows: SplitTensors, batch_size: int, autocas
     for start in range(0, mine.numel(), batch_size):
         idx = mine[start:start + batch_size]
         with autocast:
-            parts.append(model(rows.features[idx], rows.domains[idx]).logits.float())
+            parts.append(at_least_float32(model(rows.features[idx], rows.domains[idx]).logits))
     logits = torch.cat(parts) if parts else torch.zeros(0, device=rows.features.device)
     if world == 1:
         return logits
@@ -278,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {args.device}: no CUDA device is available here (try --device cpu)")
+        check_compile(config.train.compile, device)
         data = load_data(data_spec)
         check_run(config, data)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
