@@ -412,20 +412,28 @@ def planned_keys(space: Space, base: dict) -> dict[tuple[str, int], tuple[str, i
 
 def pending_jobs(space: Space, base: dict, data: str, sweep_uri: str, store: ResultsStore,
                  args: argparse.Namespace, info: DataInfo) -> tuple[list[Job], int]:
-    """One job per (variant, seed) not yet stored (ok; failed too unless --rerun-failed)."""
+    """One job per (variant, seed) not yet stored (ok; failed too unless --rerun-failed); with
+    resources.seed_batch K, one job per (variant, group of up to K of its unstored seeds)."""
     done, failed = (set(), set()) if args.force else store.stored()
     if args.rerun_failed:
         failed = set()
     attempts = store.attempts()
-    jobs, skipped = [], 0
+    todo: dict[str, list[tuple[int, int]]] = {}  # variant -> [(seed, attempt)] in seed order
+    skipped = 0
     for key, (variant_name, seed) in planned_keys(space, base).items():
         if key in done or key in failed:
             skipped += 1
             continue
-        variant = next(v for v in space.variants if v.name == variant_name)
-        jobs.append(Job(sweep=space.name, study="replicate", variant=variant.name, factors=variant.factors,
-                        base=base, seeds=(seed,), data=data, sweep_uri=sweep_uri, attempts=(attempts.get(key, 0) + 1,),
-                        domains=info.domain_names, bayes=info.has_truth, keep_models=space.keep_models))
+        todo.setdefault(variant_name, []).append((seed, attempts.get(key, 0) + 1))
+    jobs, size = [], space.resources.seed_batch
+    for variant in space.variants:
+        pending = todo.get(variant.name, [])
+        for start in range(0, len(pending), size):
+            group = pending[start:start + size]
+            jobs.append(Job(sweep=space.name, study="replicate", variant=variant.name, factors=variant.factors,
+                            base=base, seeds=tuple(s for s, _ in group), data=data, sweep_uri=sweep_uri,
+                            attempts=tuple(a for _, a in group), domains=info.domain_names, bayes=info.has_truth,
+                            keep_models=space.keep_models, seed_batch=size))
     return jobs, skipped
 
 

@@ -33,7 +33,7 @@ TOP_KEYS = {"name", "description", "study", "table", "layout", "data", "seeds", 
             "seed_test", "keep_models", "tuning"}
 VARIANT_KEYS = {"name", "set", "grid", "series", "x", "reference", "tune"}
 TUNING_KEYS = {"budget", "seeds", "metric", "mode"}
-RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent"}
+RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "seed_batch"}
 SEARCH_KEYS = {"metric", "mode", "num_trials", "max_concurrent", "seeds_per_trial", "params", "asha", "sampler_seed"}
 ASHA_KEYS = {"enabled", "grace_period", "reduction_factor"}
 PROFILE_KEYS = {"data", "seeds", "base", "search", "resources", "keep_models", "tuning"}
@@ -50,6 +50,7 @@ class Resources:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0  # fractions such as 0.25 pack several trials on one GPU
     max_concurrent: int = 0  # 0: as many as the cluster's resources allow
+    seed_batch: int = 1  # replicate trials: up to this many seeds of a variant train as one stacked model
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,11 @@ def _resources(raw: dict, fail) -> Resources:
         fail("resources.gpus_per_worker", f"above 1 must be a whole number, got {out.gpus_per_worker!r}")
     if not isinstance(out.max_concurrent, int) or out.max_concurrent < 0:
         fail("resources.max_concurrent", f"must be an integer >= 0, got {out.max_concurrent!r}")
+    if not isinstance(out.seed_batch, int) or isinstance(out.seed_batch, bool) or out.seed_batch < 1:
+        fail("resources.seed_batch", f"must be an integer >= 1, got {out.seed_batch!r}")
+    if out.seed_batch > 1 and out.workers > 0:
+        fail("resources.seed_batch", f"is {out.seed_batch}, but seed batching runs in-process: it needs workers: 0 "
+                                     f"(DDP trials train one seed at a time), got workers: {out.workers}")
     return out
 
 

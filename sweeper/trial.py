@@ -32,9 +32,12 @@ Report = Callable[[dict, "Checkpoint | None"], None]
 
 
 class SeedHooks(Protocol):
-    """Told when each seed starts (its identity columns) and ends (its stored row), e.g. W&B."""
+    """Told when each seed starts (its identity columns), of its epochs, and when it ends (its
+    stored row), e.g. W&B. Seed-batched seeds are told all three once the seed has ended."""
 
     def start_seed(self, identity: dict) -> None: ...
+
+    def log_epoch(self, record: dict) -> None: ...
 
     def end_seed(self, row: dict) -> None: ...
 
@@ -62,6 +65,7 @@ class Job:
     domains: tuple[str, ...] = ()
     bayes: bool = False
     keep_models: bool = True
+    seed_batch: int = 1  # > 1: up to this many seeds train together as one stacked model (model/seed_batch.py)
 
     def config(self, seed: int) -> RunConfig:
         return RunConfig().with_overrides({**self.base, **self.factors, "seed": seed})
@@ -130,6 +134,22 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
     # The planner fixes the metric columns (job.domains); a job made by hand takes its data's.
     schema = job.schema if job.domains else row_schema(data.domain_names, data.truth is not None)
     scores: list[float] = []
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if job.seed_batch > 1 and not distributed:
+        pending = []
+        for seed in job.seeds:
+            earlier = store.read_row(_cell(job, seed), seed, job.attempt(seed))
+            if earlier is None:
+                pending.append(seed)
+            elif earlier["status"] == OK:  # stored by an earlier try of this trial
+                scores.append(float(earlier[job.objective]))
+        for start in range(0, len(pending), job.seed_batch):
+            scores += _run_seed_group(job, tuple(pending[start:start + job.seed_batch]), data, schema, store,
+                                      device=device, report=report, write_rows=write_rows, row_extra=row_extra,
+                                      seed_hooks=seed_hooks)
+        objective = sum(scores) / len(scores) if scores else math.nan
+        return {"objective": objective, "seeds_ok": len(scores), "seeds_failed": len(job.seeds) - len(scores),
+                "done": True}
     for seed_index, seed in enumerate(job.seeds):
         config = job.config(seed)
         flat = config.flat()
@@ -163,16 +183,7 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
                 raise
             row |= {"status": FAILED, "error": describe(exc), "wall_time_s": time.time() - started}
         else:
-            row |= {"status": OK, "error": "", **result.metrics, "best_epoch": result.best_epoch,
-                    "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
-                    "samples_per_s": result.samples_per_s, "resumed_from_epoch": result.resumed_from_epoch}
-            if write_rows and job.keep_models and result.best_state is not None:
-                name = f"models/{cell}-s{seed}-a{attempt}.pt"
-                blob = artefact_bytes(result.best_state, flat, vocab_sizes=data.vocab_sizes,
-                                      domain_names=data.domain_names, field_names=data.field_names, data=job.data,
-                                      metrics=result.metrics, epoch=result.best_epoch)
-                store.write_bytes(name, blob)
-                row |= {"model_path": name, "model_bytes": len(blob)}
+            row |= _ok_columns(job, result, data, store, cell, seed, attempt, flat, write_rows)
             scores.append(result.metrics[job.objective])
         row |= {"finished_at": time.time(), **provenance()}
         if write_rows:
@@ -182,6 +193,71 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
     objective = sum(scores) / len(scores) if scores else math.nan
     return {"objective": objective, "seeds_ok": len(scores), "seeds_failed": len(job.seeds) - len(scores),
             "done": True}
+
+
+def _ok_columns(job: Job, result, data: MultiDomainData, store: ResultsStore, cell: str, seed: int, attempt: int,
+                flat: dict, write_rows: bool) -> dict:
+    """A finished seed's columns: metrics, run facts and (kept models) its best-epoch weights beside the row."""
+    out = {"status": OK, "error": "", **result.metrics, "best_epoch": result.best_epoch,
+           "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
+           "samples_per_s": result.samples_per_s, "resumed_from_epoch": result.resumed_from_epoch}
+    if write_rows and job.keep_models and result.best_state is not None:
+        name = f"models/{cell}-s{seed}-a{attempt}.pt"
+        blob = artefact_bytes(result.best_state, flat, vocab_sizes=data.vocab_sizes,
+                              domain_names=data.domain_names, field_names=data.field_names, data=job.data,
+                              metrics=result.metrics, epoch=result.best_epoch)
+        store.write_bytes(name, blob)
+        out |= {"model_path": name, "model_bytes": len(blob)}
+    return out
+
+
+def _run_seed_group(job: Job, seeds: tuple[int, ...], data: MultiDomainData, schema, store: ResultsStore, *,
+                    device, report: Report | None, write_rows: bool, row_extra: dict | None,
+                    seed_hooks: SeedHooks | None) -> list[float]:
+    """Train seeds together (model/seed_batch.py); store each seed's row as soon as it stops.
+
+    Returns the objectives of the seeds that ended ok. Epoch records go to report as they come (no
+    checkpoints: a retried group trains its unstored seeds again from the start); the seed hooks
+    hear of a seed's start, epochs and row once it has ended, so each seed still gets its own run."""
+    from model.seed_batch import train_seeds  # torch.func: only trials that batch seeds need it
+
+    config = job.config(seeds[0])
+    started, histories, scores = time.time(), {seed: [] for seed in seeds}, []
+
+    def on_epoch(seed: int, epoch: int, record: dict) -> None:
+        full = {**record, "seed": seed, "seed_index": list(job.seeds).index(seed), "objective": record[job.objective]}
+        histories[seed].append(full)
+        if report is not None:
+            report(dict(full), None)
+
+    def on_seed_end(seed: int, outcome) -> None:
+        flat = job.config(seed).flat()
+        cell, attempt = cell_key(flat), job.attempt(seed)
+        row = {**_identity(job, seed, flat), "device": str(device), **(row_extra or {})}
+        if isinstance(outcome, BaseException):
+            row |= {"status": FAILED, "error": describe(outcome), "wall_time_s": time.time() - started}
+        else:
+            row |= _ok_columns(job, outcome, data, store, cell, seed, attempt, flat, write_rows)
+            scores.append(outcome.metrics[job.objective])
+        row |= {"finished_at": time.time(), **provenance()}
+        if write_rows:
+            store.write_row(row, schema)
+        if seed_hooks is not None:
+            seed_hooks.start_seed(row)
+            for record in histories[seed]:
+                seed_hooks.log_epoch(record)
+            seed_hooks.end_seed(row)
+
+    try:
+        train_seeds(config, data, seeds, device=device, on_epoch=on_epoch, on_seed_end=on_seed_end)
+    except Exception as exc:  # noqa: BLE001 - a setup failure fails every seed of the group the same way
+        if is_infrastructure(exc):
+            raise
+        for seed in seeds:
+            if not store.has_row(_cell(job, seed), seed, job.attempt(seed)) and write_rows:
+                store.write_row({**failed_row(job, seed, describe(exc)), "device": str(device), **(row_extra or {})},
+                                schema)
+    return scores
 
 
 def failed_row(job: Job, seed: int, error: str) -> dict:

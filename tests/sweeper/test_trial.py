@@ -40,3 +40,43 @@ def test_a_failing_seed_is_stored_with_its_cause_and_the_next_runs(tmp_path):
     assert frame["error"].str.contains("FloatingPointError: training loss is").all()
     assert math.isnan(summary["objective"]) and summary["seeds_failed"] == 2
 
+
+
+class Hooks:
+    def __init__(self):
+        self.events = []
+
+    def start_seed(self, identity):
+        self.events.append(("start", identity["seed"]))
+
+    def log_epoch(self, record):
+        self.events.append(("epoch", record["seed"], record["epoch"]))
+
+    def end_seed(self, row):
+        self.events.append(("end", row["seed"], row["status"]))
+
+
+def test_a_seed_batched_job_stores_every_seed_like_one_by_one(tmp_path):
+    batched, hooks, reports = job(tmp_path, seeds=(0, 1, 2), seed_batch=3, base={**SMOKE_OVERRIDES, "epochs": 2,
+                                     "num_embeddings": 2, "monitor": "val_logloss_overall"},
+                                  objective="val_logloss_overall"), Hooks(), []
+    summary = run_job(batched, seed_hooks=hooks, report=lambda record, checkpoint: reports.append(record))
+    frame = pd.read_parquet(tmp_path / "t" / "results").sort_values("seed")
+    assert list(frame["seed"]) == [0, 1, 2] and set(frame["status"]) == {"ok"} and frame["cell"].nunique() == 1
+    # Same values as one by one only in float64 (tests/model/test_seed_batch.py); float32 rounds otherwise.
+    assert frame["test_auc_overall"].nunique() == 3 and summary["seeds_ok"] == 3
+    assert summary["objective"] == pytest.approx(frame["val_logloss_overall"].mean())
+    # Each seed: its run opened, its epochs, its row, in that order, once it has ended.
+    for seed in (0, 1, 2):
+        mine = [e for e in hooks.events if e[1] == seed]
+        assert mine == [("start", seed), ("epoch", seed, 1), ("epoch", seed, 2), ("end", seed, "ok")]
+    assert sorted((r["seed"], r["epoch"]) for r in reports) == [(s, e) for s in (0, 1, 2) for e in (1, 2)]
+
+
+def test_a_partly_stored_seed_group_trains_only_its_missing_seeds(tmp_path):
+    base = {**SMOKE_OVERRIDES, "num_embeddings": 2}
+    run_job(job(tmp_path, seeds=(1,), base=base))
+    hooks = Hooks()
+    summary = run_job(job(tmp_path, seeds=(0, 1, 2), seed_batch=3, base=base), seed_hooks=hooks)
+    assert {e[1] for e in hooks.events} == {0, 2} and summary["seeds_ok"] == 3
+    assert sorted(pd.read_parquet(tmp_path / "t" / "results")["seed"]) == [0, 1, 2]
