@@ -432,8 +432,10 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
     analysis = replace(analysis, tuning=choices_frame(sweep_dir))
     store = ResultsStore(str(sweep_dir))
     artefacts, unreadable = mechanism.read_artefacts(store, analysis.runs)
-    analysis = replace(analysis, claims=claims_for(analysis, *paper_claims.read_covloss(store)))
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
+    # A search's trials are single-seed and chosen on validation: no claim is checked on them.
+    if spec.study != "search":
+        analysis = replace(analysis, claims=claims_for(analysis, *paper_claims.read_covloss(store)))
     out_dir = sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / "PARTIAL"
@@ -464,10 +466,11 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         drawn, optuna_note = optuna_report.optuna_plots(storage, spec.optuna_study, out_dir)
         optuna_made = [Plot(f"Optuna: {plot.title}", plot.png, None) for plot in drawn]
     made = write_plots(analysis, importances, out_dir) + optuna_made
-    shown, missing = write_mechanism_plots(analysis, artefacts, unreadable, out_dir)
-    analysis = replace(analysis, mechanism_plots=tuple(shown), mechanism_notes=tuple(missing))
-    analysis.claims.to_csv(out_dir / "paper_claims.csv", index=False)
-    made = made + shown
+    if analysis.claims is not None:
+        shown, missing = write_mechanism_plots(analysis, artefacts, unreadable, out_dir)
+        analysis = replace(analysis, mechanism_plots=tuple(shown), mechanism_notes=tuple(missing))
+        analysis.claims.to_csv(out_dir / "paper_claims.csv", index=False)
+        made = made + shown
 
     wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
@@ -532,12 +535,13 @@ CLAIMS_INTRO = ("Each claim of the paper that this sweep's variants can speak to
 
 
 def claims_markdown(analysis: Analysis) -> list[str]:
+    if analysis.claims is None:
+        return []
     parts = ["", f"## {CLAIMS_HEADING}", "", CLAIMS_INTRO, ""]
-    if analysis.claims is not None:
-        for claim in analysis.claims.itertuples(index=False):
-            parts.append(f"- **{claim.status}**: {claim.line}")
-            if claim.evidence:
-                parts.append(f"  - Numbers: {claim.evidence}")
+    for claim in analysis.claims.itertuples(index=False):
+        parts.append(f"- **{claim.status}**: {claim.line}")
+        if claim.evidence:
+            parts.append(f"  - Numbers: {claim.evidence}")
     parts += ["", "### Mechanism plots (Figs. 2, 4, 5)", ""]
     parts += [f"- {plot.title}: `{plot.png.name}` (numbers: `{plot.csv.name}`)" for plot in analysis.mechanism_plots]
     parts += [f"- {note}" for note in analysis.mechanism_notes]
