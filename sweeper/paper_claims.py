@@ -139,8 +139,8 @@ def pick(sweep: Sweep, candidates: Sequence[str]) -> tuple[str, str]:
 
 
 def _compare(sweep: Sweep, variant: str, reference: str, column: str, alternative: str) -> stats.Comparison:
-    return stats.compare(stats.seed_scores(sweep.runs, variant, column), stats.seed_scores(sweep.runs, reference, column),
-                         alternative=alternative)
+    return stats.compare(stats.seed_scores(sweep.runs, variant, column),
+                         stats.seed_scores(sweep.runs, reference, column), alternative=alternative)
 
 
 def _number(value: float, points: bool) -> str:
@@ -379,7 +379,8 @@ def alpha_second_best(sweep: Sweep) -> Claim:
     key, source = "alpha_second_best", "Sec. 5.5"
     statement = f"alpha >= {PAPER_ALPHA_THRESHOLD:g} (paper units) keeps Crocodile at least second-best"
     crocodiles = matching(sweep, is_crocodile)
-    strong = [v for v in crocodiles if float(profile(sweep.runs, v)["alpha"]) >= alpha_threshold(profile(sweep.runs, v))]
+    strong = [v for v in crocodiles
+              if float(profile(sweep.runs, v)["alpha"]) >= alpha_threshold(profile(sweep.runs, v))]
     if not strong:
         threshold = alpha_threshold(profile(sweep.runs, crocodiles[0])) if crocodiles else \
             PAPER_ALPHA_THRESHOLD * DEFAULTS["aux_rows"]
@@ -445,10 +446,11 @@ def covloss_sampling(sweep: Sweep) -> Claim:
                                                    f"rerun `{command}`")
     threshold = float(record.get("p_threshold", 0.1))
     status = REPRODUCED if record["same"] else NOT_REPRODUCED
-    evidence = (f"{record['n']} training steps of {record.get('data', 'the data')}: mean CovLoss {record['mean_small']:.6g} "
-                f"on 32 rows vs {record['mean_large']:.6g} on 1024 (ratio {record['mean_small'] / record['mean_large']:.3f}"
-                f"); paired t p = {record['t_p']:.3g}, Wilcoxon p = {record['wilcoxon_p']:.3g}"
-                if record["mean_large"] else f"{record['n']} steps; mean CovLoss on 1024 rows is 0")
+    small, large = record["mean_small"], record["mean_large"]
+    evidence = (f"{record['n']} training steps of {record.get('data', 'the data')}: mean CovLoss {small:.6g} on 32 "
+                f"rows vs {large:.6g} on 1024 (ratio {small / large:.3f}); paired t p = {record['t_p']:.3g}, "
+                f"Wilcoxon p = {record['wilcoxon_p']:.3g}"
+                if large else f"{record['n']} steps; mean CovLoss on 1024 rows is 0")
     return Claim(key, source, status, statement,
                  f"paired t and Wilcoxon signed-rank over the same batches, both p > {threshold:g} needed "
                  f"(model.covloss_sampling)", evidence)

@@ -1,7 +1,7 @@
 """report.html: the answer first, the evidence after it, the bookkeeping last.
 
-Order: verdicts, the paper's claims on this sweep, the paper-format table, plots, the mechanism plots, ours next to the paper, (searches: Optuna's
-importances and plots), missing seeds, stats.csv and the protocol collapsed, notes, metadata.
+Order: verdicts, the paper's claims on this sweep, the paper-format table, plots, the mechanism
+plots, ours next to the paper, (searches: Optuna's importances and plots, and no claims), missing seeds, stats.csv and the protocol collapsed, notes, metadata.
 The page is a Jinja2 template (templates/report.html.j2, autoescaped); tables are pandas Stylers,
 which carry the cell classes (greyed degenerate cells, muted untested rows) and their reasons as
 title attributes. Self-contained: images are inlined, nothing is fetched.

@@ -192,7 +192,8 @@ def test_alpha_threshold_is_the_papers_times_the_covloss_rows():
 
 def test_alpha_keeps_crocodile_second_best():
     second = sweep(("MMoE", MMOE, gauc(BASE)), ("STEM", STEM, gauc(UP + 0.01 + NOISE_A)),
-                   ("alpha=0.1", CROCODILE, gauc(UP)), ("alpha=0.01", dict(CROCODILE, alpha=0.01), gauc(DOWN)))  # 0.01 < 0.0205: not claimed
+                   ("alpha=0.1", CROCODILE, gauc(UP)),
+                   ("alpha=0.01", dict(CROCODILE, alpha=0.01), gauc(DOWN)))  # 0.01 < 0.0205: not claimed
     claim = pc.alpha_second_best(second)
     assert claim.status == pc.REPRODUCED and "alpha=0.1 among MMoE, STEM" in claim.statement
     assert "alpha=0.1 gAUC: rank 2 of 3 (above it: STEM +1.010 pts, p = " in claim.evidence
