@@ -20,9 +20,11 @@ Wilcoxon p = 0.051, so the paper's claim did not hold there. Whatever the test s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.stats
@@ -126,6 +128,11 @@ def compare_norms(small: list[float], large: list[float]) -> NormComparison:
                           same=t_p > P_THRESHOLD and w_p > P_THRESHOLD)
 
 
+def comparison_record(result: NormComparison, rows: tuple[int, int], data: str, epochs: int) -> dict:
+    """The JSON form of a comparison (sweeper.paper_claims reads it): the numbers, the rows and the data."""
+    return {"data": data, "rows": list(rows), "epochs": epochs, "p_threshold": P_THRESHOLD, **asdict(result)}
+
+
 def main(argv: list[str] | None = None) -> NormComparison:
     parser = argparse.ArgumentParser(prog="python -m model.covloss_sampling", description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"any of: {', '.join(config_keys())}")
@@ -134,6 +141,9 @@ def main(argv: list[str] | None = None) -> NormComparison:
     parser.add_argument("--rows", default="32,1024", help="two row counts: few,many (default 32,1024)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--smoke-test", action="store_true", help="tiny data, a small model, rows 32,1024, 1 epoch")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the result as JSON (the report's claims section reads "
+                             "<sweep>/covloss_sampling.json)")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.overrides:
@@ -157,6 +167,10 @@ def main(argv: list[str] | None = None) -> NormComparison:
     print(f"  difference {result.mean_diff:.6g} (ratio {result.ratio:.3f}); paired t p = {result.t_p:.3g}, "
           f"Wilcoxon p = {result.wilcoxon_p:.3g}")
     print(f"  {result.verdict()}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(comparison_record(result, rows, data.name, args.epochs), indent=2) + "\n")
+        print(f"  written to {args.json}")
     return result
 
 

@@ -194,3 +194,84 @@ def plot_importances(importances: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_title(title)
     figure.savefig(path, dpi=DPI)
     return path
+
+
+# ---------------------------------------------------------------- mechanism (paper Figs. 2, 4, 5)
+# Frames from sweeper.mechanism (long, mean over seeds); each plot's CSV is that frame.
+
+
+def plot_ia_epochs(frame: pd.DataFrame, variants: Sequence[str], domains: Sequence[str], path: Path,
+                   title: str) -> Path:
+    """Fig. 2a-like: IA of the expert outputs per domain over the epochs, one panel per variant."""
+    figure = Figure(figsize=(4.6 * len(variants), 4.0), layout="constrained")
+    axes = figure.subplots(1, len(variants), squeeze=False, sharey=True)[0]
+    for ax, variant in zip(axes, variants):
+        cells = frame[frame["variant"] == variant]
+        for index, domain in enumerate(d for d in domains if d != "overall"):
+            points = cells[cells["domain"] == domain]
+            if len(points):
+                ax.plot(points["epoch"], points["mean"], "o-", markersize=3, color=f"C{index}",
+                        label=domain_label(domain))
+        ax.set_title(variant, fontsize="medium")
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("IA of expert outputs (mean over experts)")
+    _legend_below(figure, axes)
+    figure.suptitle(f"{title}: information abundance of expert outputs per domain, mean over seeds")
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_ia_frequency(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    """Fig. 2b: IA of item-id embeddings by exposure-frequency group, mean and 95 % CI per variant."""
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.subplots()
+    variants = list(dict.fromkeys(frame["variant"]))
+    width = 0.6 / max(len(variants), 1)
+    for index, variant in enumerate(variants):
+        cells = frame[frame["variant"] == variant]
+        offset = cells["group"] - 0.3 + width * (index + 0.5)  # side by side, so whiskers do not overlap
+        low = (cells["mean"] - cells["ci_low"]).fillna(0).clip(lower=0)
+        high = (cells["ci_high"] - cells["mean"]).fillna(0).clip(lower=0)
+        ax.errorbar(offset, cells["mean"], yerr=[low, high], fmt="o-", markersize=4, capsize=2, color=f"C{index}",
+                    label=variant)
+    ax.set_xticks(range(1, 6), ["1\n(most exposed)", "2", "3", "4", "5\n(least exposed)"])
+    ax.set_xlabel("item exposure-frequency group")
+    ax.set_ylabel("IA of item-id embeddings (mean over sets)")
+    ax.grid(True, alpha=0.3)
+    _legend_below(figure, [ax])
+    figure.suptitle(f"{title}: IA by item frequency, mean over seeds, 95 % CI", fontsize="medium")
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_spectra(frame: pd.DataFrame, path: Path, title: str, table: str) -> Path:
+    """Fig. 4: normalised singular-value spectrum of one embedding table, mean curve over seeds per variant."""
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.subplots()
+    for index, (variant, cells) in enumerate(frame.groupby("variant", sort=False)):
+        ax.plot(cells["x"], cells["mean"], "-", color=f"C{index}", label=variant)
+    ax.set_xlabel("singular value index i / n")
+    ax.set_ylabel("log(sigma_i / sigma_max)")
+    ax.grid(True, alpha=0.3)
+    _legend_below(figure, [ax])
+    figure.suptitle(f"{title}: spectrum of {table}, mean over seeds (a fast drop = collapse)", fontsize="medium")
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_di_pairs(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    """Fig. 5: each variant's DI per domain pair, pairs sorted from the highest DI down."""
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.subplots()
+    for index, (variant, cells) in enumerate(frame.groupby("variant", sort=False)):
+        ax.plot(cells["rank"], cells["mean"], "o-", markersize=4, color=f"C{index}", label=variant)
+    ax.set_xlabel("domain pair, ranked by its DI (1 = highest; pairs: the CSV)")
+    ax.set_ylabel("Diversity Index (mean over seeds)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(True, alpha=0.3)
+    _legend_below(figure, [ax])
+    figure.suptitle(f"{title}: sorted DI per domain pair", fontsize="medium")
+    figure.savefig(path, dpi=DPI)
+    return path

@@ -10,6 +10,10 @@ SWEEP_DIR/results/*.parquet (one row per finished run), and writes SWEEP_DIR/rep
   best_configs.csv, importances.csv, optuna_*.png   for search studies (Optuna's own plots too);
   missing_seeds.csv        declared (variant, seed) pairs without an ok result, with the last error;
   verdicts.csv, verdicts.txt   one verdict per primary hypothesis (see sweeper.verdicts);
+  paper_claims.csv         the paper's claims on this sweep: reproduced / not reproduced / not testable
+                           here, with the test and the numbers (see sweeper.paper_claims);
+  ia_epochs, ia_frequency, spectrum_item_id_<tail>, di_pairs (.png + .csv)   the mechanism plots
+                           (Figs. 2a, 2b, 4, 5) from the runs' diagnostics (see sweeper.mechanism);
   report.html, report.md   the verdicts first, then everything above (images inline in the HTML;
                            layout in sweeper.report_html and templates/report.html.j2).
 The sweep service calls write_report(sweep_dir) when a sweep ends.
@@ -27,7 +31,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from sweeper import hypotheses as hyp
-from sweeper import optuna_report, plots, protocol, report_html, tables, verdicts, wandb_log
+from sweeper import mechanism, optuna_report, paper_claims, plots, protocol, report_html, tables, verdicts, wandb_log
 from sweeper.optuna_report import Importances, optuna_importances
 from sweeper.stats import SEED_TESTS, ComparisonSpec, latest_ok_runs, summary_frame
 from sweeper.store import ResultsStore
@@ -187,6 +191,10 @@ class Analysis:
     headline: tuple[str, ...]
     bayes: pd.DataFrame | None
     tuning: pd.DataFrame | None = None  # tuned study: every row's configurations and the chosen one
+    # The paper's claims (sweeper.paper_claims) and the mechanism plots (Figs. 2, 4, 5) with what is missing.
+    claims: pd.DataFrame | None = None
+    mechanism_plots: tuple["Plot", ...] = ()
+    mechanism_notes: tuple[str, ...] = ()
 
 
 def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top_k: int = 10) -> Analysis:
@@ -332,6 +340,73 @@ def write_plots(analysis: Analysis, importances: Importances, out_dir: Path) -> 
     return made
 
 
+
+def claims_for(analysis: Analysis, covloss: Mapping | None, covloss_problem: str = "") -> pd.DataFrame:
+    """paper_claims.csv for this analysis (covloss: the sweep's covloss_sampling.json record, if any)."""
+    spec = analysis.spec
+    sweep = paper_claims.Sweep(analysis.runs, tuple(v.name for v in analysis.variants), spec.domains, spec.dataset,
+                               load_published(), covloss, covloss_problem, spec.data)
+    return paper_claims.claims_frame(paper_claims.evaluate(sweep))
+
+
+NO_DIAGNOSTICS = ("The runs carry no diagnostics (no ia_*/di_* values): they ran before the diagnostics existed or "
+                  "with diagnostics=false, so Figs. 2, 4 and 5 are not drawn; rerun the sweep to get them.")
+
+
+def write_mechanism_plots(analysis: Analysis, artefacts: mechanism.Artefacts, unreadable: Sequence[str],
+                          out_dir: Path) -> tuple[list[Plot], list[str]]:
+    """(plots, notes): Figs. 2a, 2b, 4 and 5 from the runs' diagnostics; a note for each one not drawn, and why."""
+    spec, runs = analysis.spec, analysis.runs
+    names = [v.name for v in analysis.variants]
+    domains = [d for d in spec.domains if d != "overall"]
+    made, notes = [], []
+    if unreadable:
+        notes.append(f"{len(unreadable)} diagnostics artefact(s) could not be read and are left out: "
+                     f"{'; '.join(unreadable[:5])}{' ...' if len(unreadable) > 5 else ''}.")
+    diagnosed = [c for c in runs.columns if c.startswith(("ia_", "di_")) and mechanism.has_column(runs, c)]
+    if not diagnosed and not artefacts:
+        return made, [*notes, NO_DIAGNOSTICS]
+
+    def add(title: str, frame: pd.DataFrame, stem: str, draw) -> None:
+        made.append(Plot(title, draw(out_dir / f"{stem}.png"), out_dir / f"{stem}.csv"))
+        frame.to_csv(made[-1].csv, index=False)
+
+    epochs = mechanism.ia_epochs_frame(artefacts, names, domains)
+    if len(epochs):
+        shown = mechanism.top_variants(epochs, runs, names)
+        more = "" if len(shown) == epochs["variant"].nunique() else \
+            f"; the {len(shown)} best by test AUC drawn, every variant in the CSV"
+        add(f"IA of expert outputs per domain over epochs (Fig. 2a{more})", epochs, "ia_epochs",
+            lambda path: plots.plot_ia_epochs(epochs[epochs["variant"].isin(shown)], shown, domains, path, spec.name))
+    else:
+        notes.append("IA over epochs (Fig. 2a) not drawn: no diagnostics artefact has per-epoch entries; run the "
+                     "sweep with diagnostics_every=1 (e.g. `python sweeper/run.py --space <space> "
+                     "diagnostics_every=1`).")
+    frequency = mechanism.ia_frequency_frame(runs, names)
+    if len(frequency):
+        add("IA of item-id embeddings by exposure-frequency group (Fig. 2b)", frequency, "ia_frequency",
+            lambda path: plots.plot_ia_frequency(frequency, path, spec.name))
+    else:
+        notes.append("IA by item frequency (Fig. 2b) not drawn: the rows have no ia_item_id_freq1..5 values.")
+    tail = mechanism.tail_domain(runs, spec.domains)
+    table = f"item_id_{tail}"
+    spectra = mechanism.spectra_frame(artefacts, names, table) if tail else pd.DataFrame()
+    if len(spectra):
+        add(f"Singular-value spectrum of the tail domain's item table {table} (Fig. 4; {mechanism.TAIL_RULE})",
+            spectra, f"spectrum_{table}", lambda path: plots.plot_spectra(spectra, path, spec.name, table))
+    else:
+        notes.append(f"Spectra (Fig. 4) not drawn: {len(artefacts)} of {len(runs)} runs have a diagnostics artefact, "
+                     f"and none holds the spectrum {table}.")
+    di = mechanism.di_pairs_frame(runs, names, spec.domains)
+    if len(di):
+        add("Diversity Index per domain pair, sorted (Fig. 5)", di, "di_pairs",
+            lambda path: plots.plot_di_pairs(di, path, spec.name))
+    else:
+        notes.append("Sorted DI (Fig. 5) not drawn: the rows have no di_<a>_<b> values (models without experts have "
+                     "none).")
+    return made, notes
+
+
 def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: int = 10,
                  partial: str | None = None) -> Path:
     """Write SWEEP_DIR/report/ (see the module docstring) and return that directory.
@@ -355,7 +430,12 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
                                             f"aside in results/.corrupt/ (their (cell, seed)s count as not stored "
                                             f"and run again on resume)."))
     analysis = replace(analysis, tuning=choices_frame(sweep_dir))
+    store = ResultsStore(str(sweep_dir))
+    artefacts, unreadable = mechanism.read_artefacts(store, analysis.runs)
     spec = analysis.spec  # with domains filled in from the results where sweep.json has none
+    # A search's trials are single-seed and chosen on validation: no claim is checked on them.
+    if spec.study != "search":
+        analysis = replace(analysis, claims=claims_for(analysis, *paper_claims.read_covloss(store)))
     out_dir = sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / "PARTIAL"
@@ -386,6 +466,11 @@ def write_report(sweep_dir: Path | str, wandb_mode: str | None = None, top_k: in
         drawn, optuna_note = optuna_report.optuna_plots(storage, spec.optuna_study, out_dir)
         optuna_made = [Plot(f"Optuna: {plot.title}", plot.png, None) for plot in drawn]
     made = write_plots(analysis, importances, out_dir) + optuna_made
+    if analysis.claims is not None:
+        shown, missing = write_mechanism_plots(analysis, artefacts, unreadable, out_dir)
+        analysis = replace(analysis, mechanism_plots=tuple(shown), mechanism_notes=tuple(missing))
+        analysis.claims.to_csv(out_dir / "paper_claims.csv", index=False)
+        made = made + shown
 
     wandb_note = "W&B logging off." if wandb_mode == "off" else log_to_wandb(
         wandb_mode, analysis, importances, made, sweep_dir)
@@ -429,6 +514,7 @@ def _verdict_class(line: str) -> str:
 def render_markdown(analysis: Analysis) -> str:
     spec = analysis.spec
     parts = [f"# Sweep report: {spec.name}", "", "## Verdicts", ""] + [f"- {line}" for line in analysis.headline]
+    parts += claims_markdown(analysis)
     parts += ["", "## Table", "", tables.to_markdown(analysis.table)]
     if analysis.domain_table is not None:
         parts += ["## Per-domain table", "", tables.to_markdown(analysis.domain_table)]
@@ -438,6 +524,28 @@ def render_markdown(analysis: Analysis) -> str:
     if analysis.notes:
         parts += ["## Notes", ""] + [f"- {note}" for note in analysis.notes] + [""]
     return "\n".join(parts)
+
+
+CLAIMS_HEADING = "The paper's claims on this sweep"
+CLAIMS_INTRO = ("Each claim of the paper that this sweep's variants can speak to, matched by their config columns "
+                "(sweeper.paper_claims): reproduced, not reproduced (the evidence says whether the sweep showed the "
+                "opposite or could not show it), or not testable here, with the reason. Tests are paired over "
+                "seeds, one-sided in the claimed direction at 0.05; a claim over several pairs needs every pair "
+                "to pass. Claims are separate questions, not one family.")
+
+
+def claims_markdown(analysis: Analysis) -> list[str]:
+    if analysis.claims is None:
+        return []
+    parts = ["", f"## {CLAIMS_HEADING}", "", CLAIMS_INTRO, ""]
+    for claim in analysis.claims.itertuples(index=False):
+        parts.append(f"- **{claim.status}**: {claim.line}")
+        if claim.evidence:
+            parts.append(f"  - Numbers: {claim.evidence}")
+    parts += ["", "### Mechanism plots (Figs. 2, 4, 5)", ""]
+    parts += [f"- {plot.title}: `{plot.png.name}` (numbers: `{plot.csv.name}`)" for plot in analysis.mechanism_plots]
+    parts += [f"- {note}" for note in analysis.mechanism_notes]
+    return parts
 
 
 # ---------------------------------------------------------------- W&B
@@ -478,6 +586,8 @@ def wandb_tables(analysis: Analysis, importances: Importances) -> list[tuple[str
     identity = [c for c in ("variant", "seed", "cell", *FACTOR_COLUMNS) if c in runs.columns]
     out = [("results", runs[identity + metric_columns]), ("summary", analysis.summary), ("stats", analysis.stats),
            ("verdicts", analysis.verdicts)]
+    if analysis.claims is not None:
+        out.append(("paper_claims", analysis.claims))
     if analysis.published is not None:
         out.append(("published", analysis.published))
     if analysis.best is not None:
@@ -508,7 +618,7 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
     search = spec.study == "search"
     optuna_plots = [p for p in made if p.csv is None or p.png.stem == "importances"]
     figures = [report_html.Figure(p.title, p.png, f"{p.title} (numbers: {p.csv.name})")
-               for p in made if p not in optuna_plots]
+               for p in made if p not in optuna_plots and p not in analysis.mechanism_plots]
     optuna = None
     if search or importances.note:
         optuna = {"importances": importances.frame, "caution": importances.caution,
@@ -529,8 +639,20 @@ def render_html(analysis: Analysis, importances: Importances, made: Sequence[Plo
         missing=analysis.missing if len(analysis.missing) else None,
         # A search declares no comparisons: no statistics section rather than an empty one.
         stats=analysis.stats if len(analysis.stats) and not search else None, protocol=PROTOCOL,
-        notes=(*analysis.notes, wandb_note), meta=_meta_items(analysis))
+        notes=(*analysis.notes, wandb_note), meta=_meta_items(analysis), claims=_claims_block(analysis))
     return report_html.render(page)
+
+
+def _claims_block(analysis: Analysis) -> dict | None:
+    """The claims section and the mechanism plots, for report_html.Page.claims."""
+    if analysis.claims is None:
+        return None
+    items = [{"status": c.status, "kind": c.status.replace(" ", "-"), "line": c.line, "evidence": c.evidence}
+             for c in analysis.claims.itertuples(index=False)]
+    figures = [report_html.Figure(p.title, p.png, f"{p.title} (numbers: {p.csv.name})")
+               for p in analysis.mechanism_plots]
+    return {"heading": CLAIMS_HEADING, "intro": CLAIMS_INTRO, "items": items, "figures": figures,
+            "notes": list(analysis.mechanism_notes)}
 
 
 def _facts(analysis: Analysis) -> list[str]:

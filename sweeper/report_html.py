@@ -1,7 +1,7 @@
 """report.html: the answer first, the evidence after it, the bookkeeping last.
 
-Order: verdicts, the paper-format table, plots, ours next to the paper, (searches: Optuna's
-importances and plots), missing seeds, stats.csv and the protocol collapsed, notes, metadata.
+Order: verdicts, the paper's claims on this sweep, the paper-format table, plots, the mechanism
+plots, ours next to the paper, (searches: Optuna's importances and plots, and no claims), missing seeds, stats.csv and the protocol collapsed, notes, metadata.
 The page is a Jinja2 template (templates/report.html.j2, autoescaped); tables are pandas Stylers,
 which carry the cell classes (greyed degenerate cells, muted untested rows) and their reasons as
 title attributes. Self-contained: images are inlined, nothing is fetched.
@@ -43,6 +43,9 @@ figure{margin:1em 0;overflow-x:auto}img{max-width:100%;height:auto}
 figure img{min-width:560px}/* on a phone the plot keeps readable labels and scrolls sideways */figcaption{font-size:.88em;color:#444}
 ul.verdicts{padding-left:1.2em}li.verdict{margin:.35em 0}li.better{color:#185c1e}li.worse{color:#8a1c1c}
 li.undertrained{color:#8a5a00;font-weight:600}li.not-testable{color:#777}
+ul.claims{padding-left:1.2em}li.claim{margin:.35em 0}li.claim details{margin:.1em 0 .3em}
+.status{display:inline-block;min-width:9.5em;font-weight:600}li.reproduced .status{color:#185c1e}
+li.not-reproduced .status{color:#8a1c1c}li.not-testable-here .status,li.not-testable-here{color:#777}
 table.meta th{text-align:left;white-space:nowrap}table.meta td{text-align:left;white-space:normal}
 @media (max-width:640px){body{margin:.8em auto;padding:0 .6em}h1{font-size:1.35em}table{font-size:.78em}}
 """
@@ -74,6 +77,8 @@ class Page:
     notes: Sequence[str]
     meta: Sequence[tuple[str, str]]
     partial: str | None = None  # why a stopped sweep's report is incomplete
+    # The paper's claims: heading, intro, items (status, kind, line, evidence), figures, notes.
+    claims: dict | None = None
 
 
 def render(page: Page) -> str:
@@ -90,8 +95,11 @@ def render(page: Page) -> str:
     if page.stats is not None and len(page.stats):
         stats = {"rows": len(page.stats),
                  "html": Markup(frame_html(page.stats, "stats", muted=page.stats["p_value"].isna()))}
+    claims = None
+    if page.claims is not None:
+        claims = {**page.claims, "figures": [_figure(f) for f in page.claims.get("figures", ())]}
     return template.render(
-        css=Markup(CSS), name=page.name, facts=page.facts, headline=page.headline,
+        css=Markup(CSS), claims=claims, name=page.name, facts=page.facts, headline=page.headline,
         verdict_table=Markup(frame_html(page.verdicts, "verdicts")) if page.verdicts is not None and len(page.verdicts) else None,
         verdict_rows=len(page.verdicts) if page.verdicts is not None else 0, tables=blocks,
         figures=[_figure(f) for f in page.figures],

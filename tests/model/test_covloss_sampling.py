@@ -1,4 +1,6 @@
 """Sec. 5.6's 32 vs 1024 rows CovLoss experiment (model/covloss_sampling.py)."""
+import json
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -50,8 +52,12 @@ def test_track_follows_training_and_checks_rows(tiny):
         track_covloss_norms(config, tiny, rows=(32, 2048))
 
 
-def test_smoke_run_prints_a_verdict(capsys):
-    result = main(["--smoke-test", "num_embeddings=2"])
+def test_smoke_run_prints_a_verdict(capsys, tmp_path):
+    # --json writes what the report's claims section reads (sweeper.paper_claims.read_covloss).
+    result = main(["--smoke-test", "num_embeddings=2", "--json", str(tmp_path / "sweep" / "covloss_sampling.json")])
     out = capsys.readouterr().out
     assert "32 rows" in out and "1024 rows" in out and "Wilcoxon p" in out and result.verdict() in out
     assert result.n >= 10
+    record = json.loads((tmp_path / "sweep" / "covloss_sampling.json").read_text())
+    assert record["rows"] == [32, 1024] and record["n"] == result.n and record["same"] == result.same
+    assert record["t_p"] == result.t_p and record["data"] == "synthetic:tiny"

@@ -157,9 +157,72 @@ def search_sweep(sweep_dir: Path, with_journal: bool = True) -> Path:
     return write_sweep(sweep_dir, spec, rows)
 
 
+# ---- diagnostics, following the producer's contract (DIAG_CONTRACT.md): ia_*/di_* columns, an artefact per run
+
+DIAG_VARIANTS = {  # name: (factors, AUC shift, tail-domain item IA, DI, spectrum decay per index)
+    "MMoE": (dict(architecture="crocodile", embedding="SE", gating="standard", aux_loss="none"), 0.0, 7.0, 0.20, 0.30),
+    "ME-MMoE-PG": (dict(architecture="crocodile", embedding="ME", gating="pg", aux_loss="none"), 0.0005, 8.0, 0.25,
+                   0.25),
+    "ME-MMoE-PG+Cov": (dict(architecture="crocodile", embedding="ME", gating="pg", aux_loss="cov"), 0.0010, 8.5, 0.25,
+                       0.20),
+    "Crocodile": (dict(architecture="crocodile", embedding="ME", gating="peg", aux_loss="cov"), 0.0015, 9.0, 0.32,
+                  0.15),
+    "STEM": (dict(architecture="stem", embedding="ME", gating="standard", aux_loss="none"), 0.0012, 5.0, 0.35, 0.60),
+}
+
+
+def diagnostic_columns(rng: np.random.Generator, tail_ia: float, di: float, path: str) -> dict:
+    """The contract's columns of one row (a subset of the 16 sets and experts: the rest are null)."""
+    row = {"ia_item_id": tail_ia + 2, "ia_user_id": tail_ia + 1, "diagnostics_s": 1.5, "diagnostics_path": path}
+    for dom in DOMAINS:
+        row[f"ia_item_id_{dom}"] = (tail_ia if dom == "S6" else tail_ia + 3) + rng.normal(0, 0.2)
+        row[f"ia_user_id_{dom}"] = tail_ia + 1 + rng.normal(0, 0.2)
+        row[f"ia_expert_{dom}"] = 20 + rng.normal(0, 1)
+        row[f"ia_expert0_{dom}"] = row[f"ia_expert_{dom}"]
+    for group in range(1, 6):
+        row[f"ia_item_id_freq{group}"] = tail_ia + 6 - group + rng.normal(0, 0.2)
+    pairs = [(a, b) for i, a in enumerate(DOMAINS) for b in DOMAINS[i + 1:]]
+    for index, (a, b) in enumerate(pairs):
+        row[f"di_{a}_{b}"] = di + 0.01 * index + rng.normal(0, 0.01)
+    row["di_mean"] = float(np.mean([row[f"di_{a}_{b}"] for a, b in pairs]))
+    return row
+
+
+def diagnostics_sweep(sweep_dir: Path, epochs: bool = True) -> Path:
+    """Table 5-like rows plus STEM, each run with diagnostics columns and a JSON artefact; covloss_sampling.json."""
+    rng = np.random.default_rng(5)
+    rows, clock = [], 1000.0
+    (sweep_dir / "diagnostics").mkdir(parents=True, exist_ok=True)
+    for variant, (factors, shift, tail_ia, di, decay) in DIAG_VARIANTS.items():
+        factors = dict(factors, num_embeddings=5, alpha=0.1, aux_rows=1024)
+        for seed in SEEDS:
+            clock += 1
+            row = run_row("diag", "replicate", variant, seed, shift, factors, rng.normal(0, 1e-4, 7), clock)
+            path = f"diagnostics/{row['cell']}-s{seed}-a1.json"
+            row.update(diagnostic_columns(rng, tail_ia, di, path))
+            scalars = {k: v for k, v in row.items() if k.startswith(("ia_", "di_"))}
+            artefact = {"best_epoch": 3, "scalars": scalars,
+                        "spectra": {"item_id_S6": [-decay * i + rng.normal(0, 0.02) * (i > 0) for i in range(16)],
+                                    "item_id_set0": [-0.1 * i for i in range(16)]},
+                        "epochs": [{"epoch": e, **{f"ia_expert_{d}": 10 + e * (1 + shift * 1000) + rng.normal(0, 0.2)
+                                                   for d in DOMAINS}} for e in range(1, 6)] if epochs else []}
+            (sweep_dir / path).write_text(json.dumps(artefact))
+            rows.append(row)
+    spec = base_spec("diag", "table5", "rows", [{"name": v, "factors": f, "series": None, "x": None}
+                                                for v, (f, *_) in DIAG_VARIANTS.items()],
+                     [{"variant": v, "reference": "MMoE"} for v in DIAG_VARIANTS if v != "MMoE"],
+                     hypotheses=[hypothesis("Crocodile", "MMoE", ["auc", "gauc"])])
+    (sweep_dir / "covloss_sampling.json").write_text(json.dumps(
+        {"data": "synthetic:small", "rows": [32, 1024], "epochs": 1, "p_threshold": 0.1, "n": 196,
+         "mean_small": 0.0963, "mean_large": 0.1, "mean_diff": -0.0037, "ratio": 0.963, "t_p": 0.016,
+         "wilcoxon_p": 0.051, "same": False}))
+    return write_sweep(sweep_dir, spec, rows)
+
+
 @pytest.fixture
 def make_sweep(tmp_path):
-    builders = {"rows": rows_sweep, "alpha": alpha_sweep, "num_embeddings": num_embeddings_sweep,
+    builders = {"diagnostics": diagnostics_sweep, "diagnostics-no-epochs": lambda p: diagnostics_sweep(p, False),
+                "rows": rows_sweep, "alpha": alpha_sweep, "num_embeddings": num_embeddings_sweep,
                 "search": search_sweep, "search-no-journal": lambda path: search_sweep(path, with_journal=False)}
 
     def make(layout: str) -> Path:

@@ -13,9 +13,11 @@ def section_order(page: str) -> list[str]:
 def test_rows_report_reads_top_down_with_metadata_last(make_sweep):
     page = (report.write_report(make_sweep("rows")) / "report.html").read_text()
     body = page.split("<body>", 1)[1]
-    assert section_order(body) == ["verdicts", "plots", "published", "missing", "stats", "notes", "metadata"]
+    # The claims right after the answer; a sweep without diagnostics still gets the mechanism section, saying why.
+    assert section_order(body) == ["verdicts", "claims", "plots", "mechanism", "published", "missing", "stats",
+                                   "notes", "metadata"]
     first_table = body.index('class="table"')
-    assert body.index('id="verdicts"') < first_table < body.index('id="plots"')
+    assert body.index('id="verdicts"') < body.index('id="claims"') < first_table < body.index('id="plots"')
     assert body.index("<details><summary>All comparisons: stats.csv") > body.index('id="published"')
     assert '<meta name="viewport"' in page and "<div class=\"scroll\">" in body
     # Published numbers side by side: one row per variant, ours next to the paper's per metric x domain.
