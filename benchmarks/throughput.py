@@ -8,18 +8,26 @@ process on the same data, optimiser and batch sizes; the ratios are what matter:
   ours (norm=none) / grouped      the static per-domain layer against round 1's forward
   ours (default norm) / grouped   what the default normalisation costs
 
+Then the seed-batching table (model/seed_batch.py), default Crocodile, per batch size: the
+DataLoader loop, our eager step, our compiled step (CUDA graphs: on a GPU, or on CPU with
+--compile), and K seeds as one stacked model for each K of --seed-batches (aggregate samples/s over
+the K seeds), each as a ratio to the DataLoader loop. K seeds stacked against our eager step is the
+stacked run against K runs one after another.
+
 With --architectures: samples/s of every method of the model family instead (each with its
 defaults, ME too where it allows it), today's Crocodile and round 1's grouped forward among them.
 
     python benchmarks/throughput.py [--data synthetic:small] [--device auto] [--compile] [--steps 30]
-                                    [--batch-sizes 4096,32768] [--architectures]
+                                    [--batch-sizes 4096,32768] [--seed-batches 1,3,6] [--architectures]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
+from torch.func import stack_module_state
 from torch.utils.data import DataLoader, Dataset
 
 from model.config import RunConfig
@@ -28,7 +36,8 @@ from model.architectures import ARCHITECTURES, build_model
 from model.data import shuffled_batches
 from model.datasets import load_data
 from model.losses import aux_loss, task_loss
-from model.train import pick_device
+from model.seed_batch import stacked_losses
+from model.train import compiled, pick_device
 
 
 class RowDataset(Dataset):
@@ -56,7 +65,7 @@ def make_step(config, data, device, compile_model, grouped: bool = False):
         model = build_model(m, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
                             prior_fields=data.prior_field_indices() if m.uses_prior else ()).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    forward = torch.compile(model, dynamic=True) if compile_model else model
+    forward = compiled(model) if compile_model else model
 
     def step(features, labels, domains):
         out = forward(features, domains)
@@ -81,7 +90,7 @@ def timed(batches, step, device, num_steps: int, warmup: int = 3) -> float:
                 torch.cuda.synchronize()
             start, rows = time.perf_counter(), 0
         step(features, labels, domains)
-        rows += features.shape[0]
+        rows += features.shape[:-1].numel()  # B rows, or K*B for stacked seeds
         if i + 1 == warmup + num_steps:
             break
     if device.type == "cuda":
@@ -113,12 +122,13 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-sizes", default=None, help="default 4096,32768 (4096 with --architectures)")
     parser.add_argument("--architectures", action="store_true", help="samples/s of every method of the family")
+    parser.add_argument("--seed-batches", default="1,3,6", help="K values of the seed-batching table")
     parser.add_argument("--smoke-test", action="store_true", help="tiny data, 3 steps")
     args = parser.parse_args(argv)
     if args.batch_sizes is None:
         args.batch_sizes = "4096" if args.architectures else "4096,32768"
     if args.smoke_test:
-        args.data, args.steps, args.batch_sizes = "synthetic:tiny", 3, "1024"
+        args.data, args.steps, args.batch_sizes, args.seed_batches = "synthetic:tiny", 3, "1024", "1,2"
     device = pick_device(args.device)
     data = load_data(args.data)
     if args.architectures:
@@ -144,7 +154,69 @@ def main(argv=None):
         results[batch_size] = {"ours": fast, "ours_default_norm": normed, "grouped": grouped, "dataloader": slow}
         print(f"{batch_size:>7} {fast:>15,.0f} {normed:>16,.0f} {grouped:>18,.0f} {slow:>11,.0f}   "
               f"{fast / slow:.1f}x, {fast / grouped:.2f}x, {normed / grouped:.2f}x", flush=True)
+    results["seed_batching"] = seed_batch_throughput(data, train_cpu, train_dev, device, args)
     return results
+
+
+def make_seed_batch_step(config, data, device, k: int, compile_step: bool):
+    """One training step of k stacked Crocodiles (model/seed_batch.py), (K, B) batches."""
+    models = [build_model(config.model, vocab_sizes=data.vocab_sizes, num_domains=data.num_domains,
+                          prior_fields=data.prior_field_indices() if config.model.uses_prior else (), seed=s).to(device)
+              for s in range(k)]
+    params, buffers = stack_module_state(models)
+    losses_of = stacked_losses(copy.deepcopy(models[0]).to("meta"), config.model, data.num_domains)
+    losses_of = compiled(losses_of) if compile_step else losses_of
+    optimizer = torch.optim.Adam(list(params.values()), lr=1e-3)
+
+    def step(features, labels, domains):
+        losses = losses_of(params, buffers, features, domains, labels)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+
+    return step
+
+
+def stacked(train, batch_size, device, k: int):
+    """(K, B) batches: each seed its own shuffle, as in model/seed_batch.py."""
+    gens = [torch.Generator().manual_seed(s) for s in range(k)]
+    while True:
+        for batches in zip(*(shuffled_batches(len(train), batch_size, g, device) for g in gens)):
+            idx = torch.stack(batches)  # (K, B)
+            yield train.features[idx], train.labels[idx], train.domains[idx]
+
+
+def seed_batch_throughput(data, train_cpu, train_dev, device, args) -> dict[int, dict[str, float]]:
+    """samples/s of the DataLoader loop, our eager and compiled steps, and K stacked seeds (aggregate)."""
+    config = RunConfig()
+    with_compile = device.type == "cuda" or args.compile
+    ks = [int(k) for k in args.seed_batches.split(",")]
+    print(f"\nseed batching, model {config.model.architecture} defaults, device {device} (samples/s; ratio to DataLoader)")
+    print(f"{'batch':>7} {'DataLoader':>11} {'eager':>16} {'compiled':>16}" + "".join(f" {f'K={k}':>16}" for k in ks))
+    out = {}
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        row = {"dataloader": timed(baseline(train_cpu, batch_size, device), make_step(config, data, device, False),
+                                   device, max(args.steps // 3, 2))}
+        row["eager"] = timed(ours(train_dev, batch_size, device), make_step(config, data, device, False), device,
+                             args.steps)
+        if with_compile:
+            row["compiled"] = timed(ours(train_dev, batch_size, device), make_step(config, data, device, True),
+                                    device, args.steps, warmup=5)
+        for k in ks:
+            row[f"seed_batch_{k}"] = timed(stacked(train_dev, batch_size, device, k),
+                         make_seed_batch_step(config, data, device, k, with_compile), device, args.steps,
+                         warmup=5 if with_compile else 3)  # samples/s over all K seeds
+        out[batch_size] = row
+        cells = [row["eager"], row.get("compiled")] + [row[f"seed_batch_{k}"] for k in ks]
+        base = row["dataloader"]
+        shown = ["-" if v is None else f"{v:,.0f} ({v / base:.1f}x)" for v in cells]
+        print(f"{batch_size:>7} {base:>11,.0f}" + "".join(f" {c:>16}" for c in shown), flush=True)
+    last = ks[-1]
+    for batch_size, row in out.items():
+        print(f"batch {batch_size}: K={last} stacked / {last} runs one after another = "
+              f"{row[f'seed_batch_{last}'] / row['eager']:.2f}x" +
+              (f"; compiled / eager = {row['compiled'] / row['eager']:.2f}x" if "compiled" in row else ""))
+    return out
 
 
 def family_throughput(data, device, args) -> dict[str, dict[int, float]]:

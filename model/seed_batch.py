@@ -82,19 +82,8 @@ def train_seeds(config: RunConfig, data: MultiDomainData, seeds: tuple[int, ...]
     shuffle_gens = [torch.Generator().manual_seed(seed + 1_000_003) for seed in seeds]
     torch.manual_seed(seeds[0])  # dropout masks (different per seed under vmap)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16)
-    use_aux = mcfg.aux_loss != "none" and mcfg.alpha > 0
-    randomness = "different" if mcfg.dropout > 0 else "error"
 
-    def seed_loss(p, b, features, domains, labels):
-        out = functional_call(skeleton, (p, b), (features, domains))
-        loss = task_loss(out.logits, labels, domains, data.num_domains)
-        if use_aux:
-            loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
-        if out.penalty is not None:
-            loss = loss + out.penalty
-        return loss
-
-    step_losses = vmap(seed_loss, randomness=randomness)  # ((K,..), (K,..), (K,B,F), (K,B), (K,B)) -> (K,)
+    step_losses = stacked_losses(skeleton, mcfg, data.num_domains)
     if tcfg.compile:
         step_losses = compiled(step_losses)
     logits_of = vmap(lambda p, b, features, domains: functional_call(skeleton, (p, b), (features, domains)).logits,
@@ -158,6 +147,23 @@ def train_seeds(config: RunConfig, data: MultiDomainData, seeds: tuple[int, ...]
         if not running:
             break
     return {seed: results[seed] for seed in seeds}
+
+
+def stacked_losses(skeleton: torch.nn.Module, mcfg, num_domains: int):
+    """The per-seed training losses of stacked models: f(params, buffers, features (K, B, F),
+    domains (K, B), labels (K, B)) -> (K,), params and buffers as stack_module_state gives them."""
+    use_aux = mcfg.aux_loss != "none" and mcfg.alpha > 0
+
+    def seed_loss(p, b, features, domains, labels):
+        out = functional_call(skeleton, (p, b), (features, domains))
+        loss = task_loss(out.logits, labels, domains, num_domains)
+        if use_aux:
+            loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
+        if out.penalty is not None:
+            loss = loss + out.penalty
+        return loss
+
+    return vmap(seed_loss, randomness="different" if mcfg.dropout > 0 else "error")
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """One training run: a plain loop (setup, epochs with early stopping, test with the best weights).
 
     python -m model.train [--config FILE] [--data synthetic:tiny] [key=value ...] [--smoke-test]
+    python -m model.train seed_batch=3 [key=value ...]   # seeds seed..seed+2 as one stacked model
     python -m model.train --eval MODEL_FILE --data SPEC     # score a stored best-epoch model
 
 A run can hand its state to a callback after every epoch (`on_state`) and continue from such a
@@ -261,7 +262,9 @@ def format_table(metrics: dict[str, float], domain_names: tuple[str, ...], split
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"any of: {', '.join(config_keys())}")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help=f"any of: {', '.join(config_keys())}; and seed_batch=K: train seeds seed..seed+K-1 "
+                             f"together (model/seed_batch.py)")
     parser.add_argument("--config", help="YAML or JSON file of key: value settings (overrides win)")
     parser.add_argument("--data", help="synthetic:{tiny,small,kuairand}[:SEED] or parquet:FILE (default: "
                                         "synthetic:small; with --eval, the data the model was trained on)")
@@ -287,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 raise ValueError(f"override {item!r} must look like key=value")
             overrides[key] = value
+        seed_batch = overrides.pop("seed_batch", 1)  # how seeds run, not what a run is: no config key
+        if not str(seed_batch).isdigit() or int(seed_batch) < 1:
+            raise ValueError(f"seed_batch must be an integer >= 1, but got seed_batch={seed_batch!r}")
+        seed_batch = int(seed_batch)
         data_spec = "synthetic:tiny" if args.smoke_test else (args.data or "synthetic:small")
         config = RunConfig().with_overrides({**(SMOKE_OVERRIDES if args.smoke_test else {}), **overrides})
         check_spec(data_spec)
@@ -301,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"data {data.name}: {data.num_rows:,} rows, {data.num_fields} fields, domains {', '.join(data.domain_names)}")
     print(f"model {config.model}\ndevice {device}")
+    if seed_batch > 1:
+        return _train_seed_batch(config, data, seed_batch, device)
     result = train(config, data, device=device, on_epoch=lambda e, r: print(
         f"epoch {e:3d}  loss {r['train_loss']:.4f}  {config.train.monitor} {r[config.train.monitor]:.4f}  "
         f"{r['samples_per_s']:,.0f} samples/s", flush=True))
@@ -308,6 +317,28 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result.metrics, data.domain_names, overall=ARCHITECTURES[config.model.architecture].overall))
     print(f"\ntraining throughput {result.samples_per_s:,.0f} samples/s, wall time {result.wall_time_s:.1f} s")
     return 0
+
+
+def _train_seed_batch(config: RunConfig, data: MultiDomainData, k: int, device: torch.device) -> int:
+    from model.seed_batch import train_seeds  # torch.func, only here
+
+    seeds = tuple(range(config.train.seed, config.train.seed + k))
+    started = time.perf_counter()
+    results = train_seeds(config, data, seeds, device=device, on_epoch=lambda seed, e, r: print(
+        f"seed {seed} epoch {e:3d}  loss {r['train_loss']:.4f}  {config.train.monitor} {r[config.train.monitor]:.4f}",
+        flush=True))
+    failed = 0
+    for seed, result in results.items():
+        if isinstance(result, BaseException):
+            print(f"\nseed {seed} failed: {type(result).__name__}: {result}")
+            failed += 1
+            continue
+        print(f"\nseed {seed} test metrics (best epoch {result.best_epoch} of {result.epochs_run}):")
+        print(format_table(result.metrics, data.domain_names, overall=ARCHITECTURES[config.model.architecture].overall))
+    ok = [r for r in results.values() if not isinstance(r, BaseException)]
+    rate = sum(r.samples_per_s for r in ok)
+    print(f"\n{k} seeds together: {rate:,.0f} samples/s over all seeds, wall time {time.perf_counter() - started:.1f} s")
+    return 1 if failed else 0
 
 
 def evaluate_artefact(path: str, data_spec: str | None, device: torch.device) -> int:

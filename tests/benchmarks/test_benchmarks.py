@@ -5,9 +5,12 @@ from benchmarks.throughput import main
 
 def test_throughput_smoke():
     results = main(["--smoke-test"])
+    seed_batching = results.pop("seed_batching")
     (speeds,) = results.values()
     assert set(speeds) == {"ours", "ours_default_norm", "grouped", "dataloader"}
     assert all(v > 0 for v in speeds.values())
+    (stacked,) = seed_batching.values()  # no compiled column on CPU without --compile
+    assert set(stacked) == {"dataloader", "eager", "seed_batch_1", "seed_batch_2"} and min(stacked.values()) > 0
 
 
 def test_throughput_of_every_architecture_smoke():

@@ -75,3 +75,13 @@ def test_bad_seed_lists_and_cpu_compile_are_refused(tiny):
         train_seeds(config(), tiny, (1, 1))
     with pytest.raises(ValueError, match="compile=true needs a CUDA device"):
         train_seeds(config(compile=True), tiny, SEEDS)
+
+
+def test_cli_trains_a_seed_batch(capsys):
+    from model.train import main
+
+    assert main(["--smoke-test", "seed_batch=2"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0 test metrics" in out and "seed 1 test metrics" in out and "2 seeds together" in out
+    assert main(["--smoke-test", "seed_batch=x"]) == 2
+    assert "seed_batch must be an integer >= 1, but got seed_batch='x'" in capsys.readouterr().err
