@@ -205,6 +205,9 @@ def parse_space(raw, where: str, profile: str | None = None) -> Space:
         fail("base", f"must be a mapping of config keys, got {type(base).__name__}")
     _check_config(base, "base", fail)
     resources = _resources(raw.get("resources") or {}, fail)
+    if resources.seed_batch > 1 and study == "search":
+        fail("resources.seed_batch", f"is {resources.seed_batch}, but a search trial's seeds run one after another; "
+                                     f"seed batching is for replicate and tuned studies")
     layout = raw.get("layout", "search" if study == "search" else "rows")
     if layout not in LAYOUTS:
         fail("layout", f"must be one of {LAYOUTS}, got {layout!r}")

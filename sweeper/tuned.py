@@ -68,7 +68,8 @@ def _cell(base: dict, variant: Variant, values: dict) -> str:
 
 def tuning_jobs(space: Space, base: dict, data: str, sweep_uri: str, *, force: bool = False,
                 rerun_failed: bool = False) -> tuple[list, int]:
-    """One job per (tuned row, configuration, tuning seed) not yet stored; and how many were."""
+    """One job per (tuned row, configuration, tuning seed) not yet stored (per group of up to
+    resources.seed_batch of its unstored seeds); and how many were stored."""
     from sweeper.trial import Job
 
     done, failed = (set(), set()) if force else ResultsStore(tuning_uri(sweep_uri)).stored()
@@ -80,13 +81,14 @@ def tuning_jobs(space: Space, base: dict, data: str, sweep_uri: str, *, force: b
             continue
         for values in variant.points():
             cell = _cell(base, variant, values)
-            for seed in space.tuning.seeds:
-                if (cell, seed) in done or (cell, seed) in failed:
-                    skipped += 1
-                    continue
+            pending = [seed for seed in space.tuning.seeds if (cell, seed) not in done and (cell, seed) not in failed]
+            skipped += len(space.tuning.seeds) - len(pending)
+            size = space.resources.seed_batch
+            for start in range(0, len(pending), size):
                 jobs.append(Job(sweep=space.name, study="tuning", variant=f"{variant.name} [{label(values)}]",
-                                factors={**variant.factors, **values}, base=base, seeds=(seed,), data=data,
-                                sweep_uri=tuning_uri(sweep_uri), objective=space.tuning.metric))
+                                factors={**variant.factors, **values}, base=base,
+                                seeds=tuple(pending[start:start + size]), data=data,
+                                sweep_uri=tuning_uri(sweep_uri), objective=space.tuning.metric, seed_batch=size))
     return jobs, skipped
 
 

@@ -84,6 +84,24 @@ def test_replicate_writes_a_row_per_variant_and_seed_then_resumes_for_free(ray_c
         (tmp_path / "sweeps" / "s" / p).stat().st_size for p in latest["model_path"]}
 
 
+def test_seed_batched_sweep_runs_a_trial_per_variant_and_seed_group(ray_cluster, tmp_path, capsys):
+    resources = {"workers": 0, "cpus_per_worker": 1, "seed_batch": 2}
+    space = space_file(tmp_path, TWO, resources=resources)
+    assert sweep(tmp_path, space) == 0
+    assert "2 trials to run" in capsys.readouterr().out  # a trial per variant: seeds 0 and 1 together
+    frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
+    assert sorted(zip(frame["variant"], frame["seed"])) == [("Crocodile", 0), ("Crocodile", 1), ("MMoE", 0), ("MMoE", 1)]
+    assert set(frame["status"]) == {"ok"} and frame.groupby("variant")["trial_id"].nunique().eq(1).all()
+    # A group whose seeds are partly stored trains only the missing one.
+    (lost,) = [f for f in (tmp_path / "sweeps" / "s" / "results").glob("*.parquet")
+               if pd.read_parquet(f).iloc[0][["variant", "seed"]].tolist() == ["Crocodile", 1]]
+    lost.unlink()
+    assert sweep(tmp_path, space) == 0
+    assert "1 trials to run, 3 (cell, seed)s already stored" in capsys.readouterr().out
+    frame = pd.read_parquet(tmp_path / "sweeps" / "s" / "results")
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+
+
 def test_a_failing_trial_is_stored_as_failed_while_the_others_finish(ray_cluster, tmp_path, capsys):
     # lr 1e30 overflows the weights whatever the data (with lr 1.0 one seed of synthetic v2 stayed finite).
     bad = {"name": "Diverges", "set": {"aux_loss": "dot", "alpha": 1e38, "lr": 1e30}}

@@ -17,6 +17,8 @@ def test_shipped_spaces_load_with_every_profile(name):
     # Every shipped file states its claim up front (a search states that it makes none).
     assert "hypotheses" in yaml.safe_load(open(f"search_spaces/{name}.yaml"))
     assert bool(space.hypotheses) == (space.study in ("replicate", "tuned"))
+    # On a GPU a replicate or tuned study trains each variant's seeds as one stacked model.
+    assert load_space(name, "gpu").resources.seed_batch == (1 if space.study == "search" else 6)
 
 
 def test_shipped_hypotheses_are_the_papers_claims():
@@ -63,6 +65,8 @@ SEARCH = {"study": "search", "search": {"params": {"alpha": {"type": "loguniform
     ({"reference": "Z"}, "f.yaml: reference: variant 'A' compares against 'Z', which is not a variant"),
     ({"resources": {"gpus": 1}}, "f.yaml: resources.gpus: unknown key"),
     ({"resources": {"cpus_per_worker": 0}}, "resources.cpus_per_worker: must be > 0"),
+    ({"resources": {"seed_batch": 0}}, "f.yaml: resources.seed_batch: must be an integer >= 1, got 0"),
+    ({"resources": {"seed_batch": 3, "workers": 1}}, "resources.seed_batch: is 3, but seed batching runs in-process"),
     ({"base": {"epochs": "many"}}, "f.yaml: base: config key 'epochs' expects int"),
     ({"hypotheses": [{"variant": "B", "reference": "Z"}]}, "f.yaml: hypotheses\\[0\\].reference: 'Z' is not a variant"),
     ({"hypotheses": [{"variant": "B", "reference": "A", "domain": "S7"}]},
@@ -127,6 +131,8 @@ def test_search_rules():
     with pytest.raises(SpaceError, match="s.yaml: hypotheses: a search is exploratory and tests nothing"):
         parse_space({**SEARCH, "hypotheses": [{"variant": "A", "reference": "B"}]}, "s.yaml")
     assert parse_space({**SEARCH, "hypotheses": []}, "s.yaml").hypotheses == ()
+    with pytest.raises(SpaceError, match="s.yaml: resources.seed_batch: is 2, but a search trial's seeds run one after"):
+        parse_space({**SEARCH, "resources": {"seed_batch": 2}}, "s.yaml")
 
 
 def test_load_errors(tmp_path):
