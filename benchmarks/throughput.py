@@ -123,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default=None, help="default 4096,32768 (4096 with --architectures)")
     parser.add_argument("--architectures", action="store_true", help="samples/s of every method of the family")
     parser.add_argument("--seed-batches", default="1,3,6", help="K values of the seed-batching table")
+    parser.add_argument("--json", metavar="PATH", help="also write the samples/s as JSON (benchmarks/gpu_suite.sh)")
     parser.add_argument("--smoke-test", action="store_true", help="tiny data, 3 steps")
     args = parser.parse_args(argv)
     if args.batch_sizes is None:
@@ -132,7 +133,7 @@ def main(argv=None):
     device = pick_device(args.device)
     data = load_data(args.data)
     if args.architectures:
-        return family_throughput(data, device, args)
+        return _saved(family_throughput(data, device, args), args, device)
     config = RunConfig()
     train_cpu = data.subset("train")
     train_dev = data.to(device).subset("train")
@@ -155,6 +156,18 @@ def main(argv=None):
         print(f"{batch_size:>7} {fast:>15,.0f} {normed:>16,.0f} {grouped:>18,.0f} {slow:>11,.0f}   "
               f"{fast / slow:.1f}x, {fast / grouped:.2f}x, {normed / grouped:.2f}x", flush=True)
     results["seed_batching"] = seed_batch_throughput(data, train_cpu, train_dev, device, args)
+    return _saved(results, args, device)
+
+
+def _saved(results: dict, args, device) -> dict:
+    if args.json:
+        import json
+
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        payload = {"data": args.data, "device": name, "threads": torch.get_num_threads(), "steps": args.steps,
+                   "samples_per_s": {str(k): v for k, v in results.items()}}
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=1)
     return results
 
 
