@@ -8,6 +8,7 @@ failures (sweeper/errors.py) propagate, and Ray's retry continues from the last 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -173,6 +174,12 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
                                       metrics=result.metrics, epoch=result.best_epoch)
                 store.write_bytes(name, blob)
                 row |= {"model_path": name, "model_bytes": len(blob)}
+            if result.diagnostics:
+                row |= {**result.diagnostics, "diagnostics_s": result.diagnostics_s, "diagnostics_path": ""}
+                if write_rows:  # tens of kB: kept even when the models are not
+                    name = f"diagnostics/{cell}-s{seed}-a{attempt}.json"
+                    store.write_bytes(name, diagnostics_artefact(result))
+                    row["diagnostics_path"] = name
             scores.append(result.metrics[job.objective])
         row |= {"finished_at": time.time(), **provenance()}
         if write_rows:
@@ -182,6 +189,19 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
     objective = sum(scores) / len(scores) if scores else math.nan
     return {"objective": objective, "seeds_ok": len(scores), "seeds_failed": len(job.seeds) - len(scores),
             "done": True}
+
+
+def diagnostics_artefact(result) -> bytes:
+    """The per-run diagnostics JSON (DIAG_CONTRACT.md): best epoch, its scalars and spectra, the
+    per-epoch scalars. NaN (a column that does not apply) is written as null: strict JSON."""
+    def plain(value):
+        return value if not isinstance(value, float) or math.isfinite(value) else None
+
+    return json.dumps({"best_epoch": result.best_epoch,
+                       "scalars": {k: plain(v) for k, v in result.diagnostics.items()},
+                       "spectra": {k: [plain(v) for v in values] for k, values in result.spectra.items()},
+                       "epochs": [{k: plain(v) for k, v in e.items()} for e in result.diagnostics_epochs]},
+                      allow_nan=False).encode()
 
 
 def failed_row(job: Job, seed: int, error: str) -> dict:
