@@ -117,7 +117,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     diag_start = time.perf_counter()
     probe = Probe.for_run(data, config=mcfg, rows_per_domain=tcfg.diagnostics_rows, device=device) \
         if tcfg.diagnostics else None
-    diagnostics_s = time.perf_counter() - diag_start
+    diagnostics_s = time.perf_counter() - diag_start if probe is not None else 0.0
     diagnostics_epochs: list[dict] = []
 
     # Epochs with early stopping on the monitored validation metric.
