@@ -137,7 +137,9 @@ class TrialLogger:
         if self.run is None or not self.active:
             return
         metrics = {k: v for k, v in record.items() if k not in NOT_LOGGED and _is_number(v)}
-        self._guard(lambda: self.run.log(metrics, step=int(record["epoch"])))
+        # commit: written now, not when the next step comes. A step still pending at finish was
+        # written after end_seed's summary and overwrote the best epoch's values with the last epoch's.
+        self._guard(lambda: self.run.log(metrics, step=int(record["epoch"]), commit=True))
 
     def end_seed(self, row: dict) -> None:
         """The seed's stored row: test metrics and diagnostics into the summary, then finish."""
