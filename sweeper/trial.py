@@ -174,12 +174,11 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
                                       metrics=result.metrics, epoch=result.best_epoch)
                 store.write_bytes(name, blob)
                 row |= {"model_path": name, "model_bytes": len(blob)}
-            if result.diagnostics:
-                row |= {**result.diagnostics, "diagnostics_s": result.diagnostics_s, "diagnostics_path": ""}
-                if write_rows:  # tens of kB: kept even when the models are not
-                    name = f"diagnostics/{cell}-s{seed}-a{attempt}.json"
-                    store.write_bytes(name, diagnostics_artefact(result))
-                    row["diagnostics_path"] = name
+            row |= {**result.diagnostics, "diagnostics_s": result.diagnostics_s, "diagnostics_path": ""}
+            if write_rows and result.diagnostics:  # tens of kB: kept even when the models are not
+                name = f"diagnostics/{cell}-s{seed}-a{attempt}.json"
+                store.write_bytes(name, diagnostics_artefact(result))
+                row["diagnostics_path"] = name
             scores.append(result.metrics[job.objective])
         row |= {"finished_at": time.time(), **provenance()}
         if write_rows:
