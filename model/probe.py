@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from model.architectures import ARCHITECTURES, ModelConfig
+from model.architectures import ModelConfig
 from model.data import MultiDomainData
 from model.diagnostics import (FREQUENCY_GROUPS, conflict_users_by_pair, exposure_counts, gather_diagnostics,
                                sample_rows)
@@ -75,13 +75,18 @@ LAYOUTS: dict[tuple[str, str], Layout] = {
 }
 
 
-def domain_sets(config: ModelConfig, num_sets: int, num_domains: int) -> tuple[tuple[int, ...], ...]:
-    """The embedding sets each domain reads under config's architecture and embedding."""
+def layout_of(config: ModelConfig) -> Layout:
+    """config's entry of LAYOUTS; a ValueError naming the pair when it has none."""
     key = (config.architecture, config.embedding)
     if key not in LAYOUTS:
         raise ValueError(f"no embedding layout for architecture={config.architecture!r} with "
                          f"embedding={config.embedding!r} in model/probe.py LAYOUTS; it has {sorted(LAYOUTS)}")
-    return LAYOUTS[key](num_sets, num_domains)
+    return LAYOUTS[key]
+
+
+def domain_sets(config: ModelConfig, num_sets: int, num_domains: int) -> tuple[tuple[int, ...], ...]:
+    """The embedding sets each domain reads under config's architecture and embedding."""
+    return layout_of(config)(num_sets, num_domains)
 
 
 def domain_pairs(domain_names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -130,8 +135,7 @@ class Probe:
         """The probe of a run of config (its model layout) on data; build it once, measure often."""
         if rows_per_domain < 1:
             raise ValueError(f"rows_per_domain must be >= 1, but got rows_per_domain={rows_per_domain}")
-        if (config.architecture, config.embedding) not in LAYOUTS:
-            domain_sets(config, 0, 0)  # raises, naming the missing entry
+        layout_of(config)  # fail before any work for a model without a layout
         device = torch.device(device)
         train, val = data.subset("train"), data.subset("val")
         fields = {name: data.field_names.index(name) for name in FIELDS if name in data.field_names}
@@ -163,8 +167,10 @@ class Probe:
         finally:
             model.train(was_training)
         with_rows = {d: o for d, o in outputs.items() if o.shape[1] > 0}
-        exposure = {name: self.exposure["item_id"] for name in tables if name.startswith("item_id_set")} \
-            if "item_id" in self.exposure and len(self.exposure["item_id"]) >= FREQUENCY_GROUPS else None
+        counts = self.exposure.get("item_id")
+        exposure = None  # frequency groups need at least one item per group
+        if counts is not None and len(counts) >= FREQUENCY_GROUPS:
+            exposure = {name: counts for name in tables if name.startswith("item_id_set")}
         row_users = {d: self.users[self.domain_names.index(d)] for d in with_rows} if with_rows else None
         raw, raw_spectra = gather_diagnostics(tables, with_rows, row_users=row_users,
                                               conflicts=self.conflicts if with_rows else None, exposure=exposure)

@@ -2,8 +2,9 @@
 
 Every file under results/ carries the same columns in the same order (metrics are null, read as
 NaN, on failed rows), so `pandas.read_parquet(results_dir)` sees them all whichever file comes
-first. The metric and diagnostic (ia_*, di_*) columns depend on the dataset's domains and on whether it knows the planted click
-probability (synthetic data: bayes* columns), so a sweep fixes them once, before any trial runs.
+first. The metric columns depend on the dataset's domains and on whether it knows the planted click
+probability (synthetic data: bayes* columns), the diagnostic ones (ia_*, di_*: model/probe.py) on
+its domains, so a sweep fixes them once, before any trial runs.
 """
 from __future__ import annotations
 
