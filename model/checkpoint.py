@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -40,6 +40,8 @@ class TrainState:
     elapsed_s: float  # wall time of the run so far, over all its attempts
     config: dict  # the flat config of the run: resuming under another config is refused
     history: list[dict] = field(default_factory=list)
+    diagnostics_epochs: list[dict] = field(default_factory=list)  # per-epoch diagnostics (diagnostics_every > 0)
+    diagnostics_s: float = 0.0  # wall seconds spent on diagnostics so far
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -50,7 +52,9 @@ class TrainState:
     def from_bytes(cls, data: bytes) -> "TrainState":
         raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         names = {f.name for f in fields(cls)}
-        if not isinstance(raw, dict) or set(raw) != names:
+        # Fields with defaults may be absent: a state saved before they existed still loads.
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        if not isinstance(raw, dict) or not required <= set(raw) <= names:
             raise ValueError(f"not a TrainState: expected keys {sorted(names)}")
         return cls(**raw)
 

@@ -13,6 +13,9 @@ from pathlib import Path
 from model.architectures import ModelConfig
 
 METRICS = ("auc", "gauc", "logloss")
+# Keys that change what a run measures, not what it trains: a results cell (sweeper/space.py
+# cell_key) and a resumable state ignore them, so asking for diagnostics never retrains a cell.
+MEASUREMENT_KEYS = frozenset({"diagnostics", "diagnostics_every", "diagnostics_rows"})
 LOWER_IS_BETTER = frozenset({"logloss"})
 
 
@@ -30,11 +33,16 @@ class TrainConfig:
     embedding_l2: float = 1e-6
     bf16: bool = False
     compile: bool = False
+    diagnostics: bool = True  # mechanism diagnostics (model/probe.py) at the best epoch; False: none, columns null
+    diagnostics_every: int = 0  # k > 0: also every k-th epoch (IA over epochs); 0: the best epoch only
+    diagnostics_rows: int = 2048  # validation rows sampled per domain for the expert outputs
 
     def __post_init__(self):
-        for name in ("batch_size", "eval_batch_size", "epochs", "patience"):
+        for name in ("batch_size", "eval_batch_size", "epochs", "patience", "diagnostics_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, but got {name}={getattr(self, name)!r}")
+        if self.diagnostics_every < 0:
+            raise ValueError(f"diagnostics_every must be >= 0, but got diagnostics_every={self.diagnostics_every!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, but got {self.lr=}")
         if not self.embedding_l2 >= 0:

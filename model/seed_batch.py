@@ -41,6 +41,7 @@ from model.data import MultiDomainData, SplitTensors, rows_per_epoch, shuffled_b
 from model.layers import MultiEmbedding
 from model.losses import at_least_float32, aux_loss, task_loss
 from model.metrics import evaluate
+from model.probe import Probe
 from model.train import RunResult, check_compile, check_run, compiled, model_for, predict_and_evaluate
 
 SeedEpochCallback = Callable[[int, int, dict], None]  # (seed, epoch, record)
@@ -88,6 +89,13 @@ def train_seeds(config: RunConfig, data: MultiDomainData, seeds: tuple[int, ...]
         step_losses = compiled(step_losses)
     logits_of = vmap(lambda p, b, features, domains: functional_call(skeleton, (p, b), (features, domains)).logits,
                      in_dims=(0, 0, None, None), randomness="same")  # -> (K, n)
+
+    # The mechanism diagnostics of model/train.py, per seed (one probe: its rows do not depend on the seed).
+    diag_start = time.perf_counter()
+    probe = Probe.for_run(data, config=mcfg, rows_per_domain=tcfg.diagnostics_rows, device=device) \
+        if tcfg.diagnostics else None
+    diagnostics_s = [time.perf_counter() - diag_start if probe is not None else 0.0] * len(seeds)
+    diagnostics_epochs: list[list[dict]] = [[] for _ in seeds]
 
     train_split, sign, K = splits["train"], (1 if tcfg.monitor_mode == "max" else -1), len(seeds)
     epoch_rows = rows_per_epoch(len(train_split), tcfg.batch_size)
@@ -139,11 +147,24 @@ def train_seeds(config: RunConfig, data: MultiDomainData, seeds: tuple[int, ...]
             if sign * val[tcfg.monitor] > best[k]["score"]:
                 best[k] = {"score": sign * val[tcfg.monitor], "epoch": epoch, "val": val,
                            "state": {name: (params | buffers)[name][k].detach().clone() for name in state_keys}}
+            epoch_diagnostics = {}
+            if probe is not None and tcfg.diagnostics_every and epoch % tcfg.diagnostics_every == 0:
+                diag_start = time.perf_counter()
+                models[k].load_state_dict({name: (params | buffers)[name][k] for name in state_keys})
+                epoch_diagnostics = probe.measure(models[k])[0]
+                diagnostics_s[k] += time.perf_counter() - diag_start
+                diagnostics_epochs[k].append({"epoch": epoch, **epoch_diagnostics})
             if on_epoch is not None:
-                on_epoch(seeds[k], epoch, record)
+                on_epoch(seeds[k], epoch, {**record, **epoch_diagnostics})
             if epoch - best[k]["epoch"] >= tcfg.patience or epoch == tcfg.epochs:
-                finish(k, _tested(models[k], best[k], histories[k], splits["test"], data, tcfg, autocast,
-                                  started, train_seconds, epoch_rows))
+                outcome = _tested(models[k], best[k], histories[k], splits["test"], data, tcfg, autocast,
+                                  started, train_seconds, epoch_rows)
+                if probe is not None and isinstance(outcome, RunResult):
+                    diag_start = time.perf_counter()
+                    outcome.diagnostics, outcome.spectra = probe.measure(models[k])  # best weights loaded
+                    outcome.diagnostics_epochs = diagnostics_epochs[k]
+                    outcome.diagnostics_s = diagnostics_s[k] + time.perf_counter() - diag_start
+                finish(k, outcome)
         if not running:
             break
     return {seed: results[seed] for seed in seeds}

@@ -21,13 +21,14 @@ import torch
 import torch.distributed as dist
 
 from model.checkpoint import TrainState, load_artefact
-from model.config import RunConfig, config_keys, load_config_file
+from model.config import MEASUREMENT_KEYS, RunConfig, config_keys, load_config_file
 from model.architectures import ARCHITECTURES, build_model
 from model.layers import MultiEmbedding
 from model.data import MultiDomainData, SplitTensors, rows_per_epoch, shuffled_batches
 from model.datasets import check_spec, load_data
 from model.losses import at_least_float32, aux_loss, task_loss
 from model.metrics import evaluate
+from model.probe import Probe
 
 EpochCallback = Callable[[int, dict], None]
 StateCallback = Callable[[TrainState], None]
@@ -46,6 +47,12 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
     best_state: dict | None = None  # the best epoch's state dict (what the test metrics were computed with)
     resumed_from_epoch: int = 0  # the epoch of the state this run resumed from (0: a fresh start)
+    # Mechanism diagnostics (model/probe.py; empty with diagnostics=false): the best epoch's scalars
+    # and spectra, the scalars of every diagnostics_every-th epoch, and the seconds they took.
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    spectra: dict[str, list[float]] = field(default_factory=dict)
+    diagnostics_epochs: list[dict] = field(default_factory=list)
+    diagnostics_s: float = 0.0
 
 
 def check_run(config: RunConfig, data: MultiDomainData) -> None:
@@ -92,8 +99,10 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     check_compile(tcfg.compile, device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    if resume is not None and resume.config != config.flat():
-        changed = sorted(k for k in {**resume.config, **config.flat()} if resume.config.get(k) != config.flat().get(k))
+    trained = {k: v for k, v in config.flat().items() if k not in MEASUREMENT_KEYS}
+    if resume is not None and {k: v for k, v in resume.config.items() if k not in MEASUREMENT_KEYS} != trained:
+        changed = sorted(k for k in {**resume.config, **trained}
+                         if k not in MEASUREMENT_KEYS and resume.config.get(k) != trained.get(k))
         raise ValueError(f"cannot resume: the saved state was made with another config (differs in {changed})")
 
     # Setup: data on the device; init and shuffle randomness from separate generators.
@@ -120,6 +129,13 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16)
     use_aux = mcfg.aux_loss != "none" and mcfg.alpha > 0
     sign = 1 if tcfg.monitor_mode == "max" else -1
+    # Diagnostics are deterministic and use no random state, so they never change what is trained;
+    # under torch.distributed every rank computes the same values (rank 0's are stored).
+    diag_start = time.perf_counter()
+    probe = Probe.for_run(data, config=mcfg, rows_per_domain=tcfg.diagnostics_rows, device=device) \
+        if tcfg.diagnostics else None
+    diagnostics_s = time.perf_counter() - diag_start if probe is not None else 0.0
+    diagnostics_epochs: list[dict] = []
 
     # Epochs with early stopping on the monitored validation metric.
     history: list[dict] = []
@@ -134,6 +150,8 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         best_score, best_epoch, best_val = resume.best_score, resume.best_epoch, dict(resume.best_val)
         best_state = resume.best_state
         train_seconds, train_rows, elapsed_before = resume.train_seconds, resume.train_rows, resume.elapsed_s
+        diagnostics_epochs = [dict(d) for d in resume.diagnostics_epochs]
+        diagnostics_s += resume.diagnostics_s
         # A state saved at the epoch that ended the run (patience or the last epoch) trains no more.
         first_epoch = resume.epoch + 1 if resume.epoch - best_epoch < tcfg.patience else tcfg.epochs + 1
     train_split = splits["train"]
@@ -171,19 +189,26 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
         record = {"epoch": epoch, "train_loss": mean_loss, "epoch_train_s": epoch_train_s,
                   "samples_per_s": epoch_rows / epoch_train_s, **val}
         history.append(record)
+        epoch_diagnostics = {}
+        if probe is not None and tcfg.diagnostics_every and epoch % tcfg.diagnostics_every == 0:
+            diag_start = time.perf_counter()
+            epoch_diagnostics = probe.measure(model)[0]
+            diagnostics_s += time.perf_counter() - diag_start
+            diagnostics_epochs.append({"epoch": epoch, **epoch_diagnostics})
         improved = sign * val[tcfg.monitor] > best_score
         if improved:
             best_score, best_epoch, best_val = sign * val[tcfg.monitor], epoch, val
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
-            on_epoch(epoch, record)
+            on_epoch(epoch, {**record, **epoch_diagnostics})  # with this epoch's diagnostics (not in history)
         if on_state is not None:
             on_state(TrainState(
                 epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
                 shuffle_rng=shuffle_gen.get_state(), torch_rng=torch.get_rng_state(), best_score=best_score,
                 best_epoch=best_epoch, best_state=best_state, best_val=best_val, train_seconds=train_seconds,
                 train_rows=train_rows, elapsed_s=elapsed_before + time.perf_counter() - started,
-                config=config.flat(), history=history))
+                config=config.flat(), history=history, diagnostics_epochs=diagnostics_epochs,
+                diagnostics_s=diagnostics_s))
         if epoch - best_epoch >= tcfg.patience:
             break
 
@@ -193,11 +218,17 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
     # Test with the best epoch's weights.
     model.load_state_dict(best_state)
     test = predict_and_evaluate(model, "test", splits["test"], data.domain_names, tcfg.eval_batch_size, autocast)
+    diagnostics, spectra = {}, {}
+    if probe is not None:
+        diag_start = time.perf_counter()
+        diagnostics, spectra = probe.measure(model)
+        diagnostics_s += time.perf_counter() - diag_start
     return RunResult(
         metrics={**best_val, **test}, best_epoch=best_epoch, epochs_run=len(history),
         wall_time_s=elapsed_before + time.perf_counter() - started,
         samples_per_s=train_rows / max(train_seconds, 1e-9), history=history, best_state=best_state,
-        resumed_from_epoch=resume.epoch if resume is not None else 0,
+        resumed_from_epoch=resume.epoch if resume is not None else 0, diagnostics=diagnostics, spectra=spectra,
+        diagnostics_epochs=diagnostics_epochs, diagnostics_s=diagnostics_s,
     )
 
 
@@ -316,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntest metrics (best epoch {result.best_epoch} of {result.epochs_run}):")
     print(format_table(result.metrics, data.domain_names, overall=ARCHITECTURES[config.model.architecture].overall))
     print(f"\ntraining throughput {result.samples_per_s:,.0f} samples/s, wall time {result.wall_time_s:.1f} s")
+    if result.diagnostics:
+        print(format_diagnostics(result.diagnostics, data.domain_names, result.diagnostics_s))
     return 0
 
 
@@ -339,6 +372,20 @@ def _train_seed_batch(config: RunConfig, data: MultiDomainData, k: int, device: 
     rate = sum(r.samples_per_s for r in ok)
     print(f"\n{k} seeds together: {rate:,.0f} samples/s over all seeds, wall time {time.perf_counter() - started:.1f} s")
     return 1 if failed else 0
+
+
+def format_diagnostics(scalars: dict[str, float], domain_names: tuple[str, ...], seconds: float) -> str:
+    """The best epoch's headline diagnostics: IA per domain (embeddings, experts) and DI."""
+    head = f"{'domain':<8} {'IA user':>8} {'IA item':>8} {'IA expert':>9}"
+    lines = [f"\ndiagnostics at the best epoch ({seconds:.1f} s; IA = information abundance, DI = diversity index):",
+             head, "-" * len(head)]
+    for dom in (*domain_names, "overall"):
+        suffix = f"_{dom}" if dom != "overall" else ""
+        expert = f"{scalars.get(f'ia_expert_{dom}', math.nan):9.2f}" if dom != "overall" else f"{'-':>9}"
+        lines.append(f"{dom:<8} {scalars.get(f'ia_user_id{suffix}', math.nan):8.2f} "
+                     f"{scalars.get(f'ia_item_id{suffix}', math.nan):8.2f} {expert}")
+    lines.append(f"DI mean over domain pairs: {scalars.get('di_mean', math.nan):.3f}")
+    return "\n".join(lines)
 
 
 def evaluate_artefact(path: str, data_spec: str | None, device: torch.device) -> int:

@@ -3,7 +3,8 @@
 Every file under results/ carries the same columns in the same order (metrics are null, read as
 NaN, on failed rows), so `pandas.read_parquet(results_dir)` sees them all whichever file comes
 first. The metric columns depend on the dataset's domains and on whether it knows the planted click
-probability (synthetic data: bayes* columns), so a sweep fixes them once, before any trial runs.
+probability (synthetic data: bayes* columns), the diagnostic ones (ia_*, di_*: model/probe.py) on
+its domains, so a sweep fixes them once, before any trial runs.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 from model.config import ModelConfig, TrainConfig
 from model.metrics import evaluate
+from model.probe import diagnostic_columns
 
 IDENTITY = (("sweep", pa.string()), ("study", pa.string()), ("variant", pa.string()), ("cell", pa.string()),
             ("seed", pa.int64()), ("attempt", pa.int64()), ("status", pa.string()), ("error", pa.string()),
@@ -27,6 +29,8 @@ PROVENANCE = (("git_commit", pa.string()), ("host", pa.string()), ("torch_versio
               ("ray_version", pa.string()), ("optuna_version", pa.string()))
 # The best epoch's weights beside the row (sweep-relative path; empty when the space keeps none).
 ARTEFACT = (("model_path", pa.string()), ("model_bytes", pa.int64()))
+# Mechanism diagnostics (model/probe.py): seconds spent, and the per-run JSON artefact beside the row.
+DIAGNOSTICS_RUN = (("diagnostics_s", pa.float64()), ("diagnostics_path", pa.string()))
 ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
 
@@ -60,8 +64,9 @@ def metric_names(domains: tuple[str, ...], bayes: bool) -> tuple[str, ...]:
 @lru_cache(maxsize=8)
 def row_schema(domains: tuple[str, ...], bayes: bool) -> pa.Schema:
     metrics = tuple((name, pa.float64()) for name in metric_names(tuple(domains), bayes))
+    diagnostics = tuple((name, pa.float64()) for name in diagnostic_columns(tuple(domains)))
     return pa.schema([pa.field(n, t) for n, t in (*IDENTITY, *config_fields(), *metrics, *RUN, *WHERE,
-                                                   *PROVENANCE, *ARTEFACT)])
+                                                   *PROVENANCE, *ARTEFACT, *diagnostics, *DIAGNOSTICS_RUN)])
 
 
 def to_table(row: dict, schema: pa.Schema) -> pa.Table:

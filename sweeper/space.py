@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from model.config import RunConfig, config_keys
+from model.config import MEASUREMENT_KEYS, RunConfig, config_keys
 from sweeper import hypotheses as hyp
 from sweeper.stats import SEED_TESTS
 
@@ -516,8 +516,10 @@ def _search(raw, fail) -> Search:
 
 
 def cell_key(config: dict) -> str:
-    """Hash of a resolved flat config without its seed: one table cell, whatever the seed."""
-    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items()) if k != "seed"}
+    """Hash of a resolved flat config without its seed: one table cell, whatever the seed (and
+    whatever it measures: model.config.MEASUREMENT_KEYS are left out)."""
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items())
+                if k != "seed" and k not in MEASUREMENT_KEYS}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 

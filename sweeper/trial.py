@@ -8,6 +8,7 @@ failures (sweeper/errors.py) propagate, and Ray's retry continues from the last 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -197,7 +198,8 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
 
 def _ok_columns(job: Job, result, data: MultiDomainData, store: ResultsStore, cell: str, seed: int, attempt: int,
                 flat: dict, write_rows: bool) -> dict:
-    """A finished seed's columns: metrics, run facts and (kept models) its best-epoch weights beside the row."""
+    """A finished seed's columns: metrics, run facts, diagnostics; beside the row its diagnostics JSON
+    and (kept models) its best-epoch weights."""
     out = {"status": OK, "error": "", **result.metrics, "best_epoch": result.best_epoch,
            "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
            "samples_per_s": result.samples_per_s, "resumed_from_epoch": result.resumed_from_epoch}
@@ -208,6 +210,11 @@ def _ok_columns(job: Job, result, data: MultiDomainData, store: ResultsStore, ce
                               metrics=result.metrics, epoch=result.best_epoch)
         store.write_bytes(name, blob)
         out |= {"model_path": name, "model_bytes": len(blob)}
+    out |= {**result.diagnostics, "diagnostics_s": result.diagnostics_s, "diagnostics_path": ""}
+    if write_rows and result.diagnostics:  # tens of kB: kept even when the models are not
+        name = f"diagnostics/{cell}-s{seed}-a{attempt}.json"
+        store.write_bytes(name, diagnostics_artefact(result))
+        out["diagnostics_path"] = name
     return out
 
 
@@ -258,6 +265,19 @@ def _run_seed_group(job: Job, seeds: tuple[int, ...], data: MultiDomainData, sch
                 store.write_row({**failed_row(job, seed, describe(exc)), "device": str(device), **(row_extra or {})},
                                 schema)
     return scores
+
+
+def diagnostics_artefact(result) -> bytes:
+    """The per-run diagnostics JSON (DIAG_CONTRACT.md): best epoch, its scalars and spectra, the
+    per-epoch scalars. NaN (a column that does not apply) is written as null: strict JSON."""
+    def plain(value):
+        return value if not isinstance(value, float) or math.isfinite(value) else None
+
+    return json.dumps({"best_epoch": result.best_epoch,
+                       "scalars": {k: plain(v) for k, v in result.diagnostics.items()},
+                       "spectra": {k: [plain(v) for v in values] for k, values in result.spectra.items()},
+                       "epochs": [{k: plain(v) for k, v in e.items()} for e in result.diagnostics_epochs]},
+                      allow_nan=False).encode()
 
 
 def failed_row(job: Job, seed: int, error: str) -> dict:

@@ -3,8 +3,9 @@
 Ray's WandbLoggerCallback logged one run per Tune trial from logging actors: runs named after Tune's
 trial ids, the config as one nested blob, no test metrics, and streams cut off when the actors were
 killed at the end. Here each seed of a trial opens its own run (name `{variant}-s{seed}`, group =
-sweep, job_type = variant), logs every epoch with `epoch` as the step, puts the test metrics into
-the summary and finishes before the trial returns.
+sweep, job_type = variant), logs every epoch with `epoch` as the step (with diagnostics_every > 0,
+an epoch's record also holds its ia_*/di_* diagnostics, so they join its history), puts the test
+metrics and the best epoch's diagnostics into the summary and finishes before the trial returns.
 
 W&B is optional: every call is guarded, the first failure turns logging off for the rest of the
 trial and is reported back as text, and nothing here ever raises into a sweep.
@@ -24,7 +25,10 @@ CHOICES = ("auto", "online", "offline", "off")  # the --wandb choices of every C
 PROJECT = "crocodile-sweeps"
 # Per-epoch record keys that are not metrics: the seed is config, the objective repeats the monitor.
 NOT_LOGGED = {"seed", "seed_index", "objective"}
-SUMMARY_KEYS = ("best_epoch", "epochs_run", "wall_time_s", "samples_per_s", "status", "error")
+SUMMARY_KEYS = ("best_epoch", "epochs_run", "wall_time_s", "samples_per_s", "status", "error", "diagnostics_s",
+                "diagnostics_path")
+# Row columns that go to the summary when finite: test/val metrics, the best epoch's diagnostics.
+SUMMARY_PREFIXES = ("test_", "val_", "ia_", "di_")
 
 
 def resolve_mode(choice: str | None) -> str:
@@ -133,7 +137,9 @@ class TrialLogger:
         if self.run is None or not self.active:
             return
         metrics = {k: v for k, v in record.items() if k not in NOT_LOGGED and _is_number(v)}
-        self._guard(lambda: self.run.log(metrics, step=int(record["epoch"])))
+        # commit: written now, not when the next step comes. A step still pending at finish was
+        # written after end_seed's summary and overwrote the best epoch's values with the last epoch's.
+        self._guard(lambda: self.run.log(metrics, step=int(record["epoch"]), commit=True))
 
     def end_seed(self, row: dict) -> None:
         """The seed's stored row: test metrics and diagnostics into the summary, then finish."""
@@ -142,7 +148,7 @@ class TrialLogger:
         if self.run is None or self.seed != row.get("seed"):
             return
         summary = {k: v for k, v in row.items()
-                   if k.startswith(("test_", "val_")) and _is_number(v) or k in SUMMARY_KEYS}
+                   if k.startswith(SUMMARY_PREFIXES) and _is_number(v) or k in SUMMARY_KEYS}
         failed = row.get("status") != "ok"
         self._guard(lambda: self.run.summary.update(summary))
         self._finish(1 if failed else 0)

@@ -24,7 +24,10 @@ def test_wrong_type_names_key(key, value):
 
 
 @pytest.mark.parametrize("key,value,message", [("epochs", "0", "epochs must be >= 1"), ("lr", "0", "lr must be > 0"),
-                                               ("monitor", "test_auc_overall", "monitor must look like")])
+                                               ("monitor", "test_auc_overall", "monitor must look like"),
+                                               ("diagnostics_every", "-1",
+                                                "^diagnostics_every must be >= 0, but got diagnostics_every=-1$"),
+                                               ("diagnostics_rows", "0", "diagnostics_rows must be >= 1")])
 def test_bad_train_values(key, value, message):
     with pytest.raises(ValueError, match=message):
         RunConfig().with_overrides({key: value})

@@ -32,7 +32,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str):
                             prior_fields=data.prior_field_indices())
         gathered = predict(model, data.subset("val"), 1000, torch.autocast("cpu", enabled=False))
         result = train(CONFIG, data)
-        torch.save({"gathered": gathered, "metrics": result.metrics}, f"{out_dir}/rank{rank}.pt")
+        torch.save({"gathered": gathered, "metrics": result.metrics, "diagnostics": result.diagnostics},
+                   f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -51,3 +52,11 @@ def test_two_rank_ddp_gathers_every_prediction_and_agrees_across_ranks(tmp_path)
     # Both ranks train the same replicated model and compute the same metrics on all rows.
     assert ranks[0]["metrics"] == pytest.approx(ranks[1]["metrics"], nan_ok=True, rel=0, abs=0)
     assert ranks[0]["metrics"]["test_auc_overall"] > 0.5
+    # Diagnostics run on every rank (rank 0's are stored): the embedding columns agree exactly (the
+    # weights are replicated); expert outputs use each rank's own BatchNorm running statistics,
+    # which the last step updated after DDP's broadcast, so they agree only closely.
+    first, second = ranks[0]["diagnostics"], ranks[1]["diagnostics"]
+    assert first.keys() == second.keys() and first["ia_item_id_S6"] > 1
+    embedding = [k for k in first if not k.startswith(("ia_expert", "di_"))]
+    assert {k: first[k] for k in embedding} == pytest.approx({k: second[k] for k in embedding}, nan_ok=True, abs=0)
+    assert first == pytest.approx(second, nan_ok=True, rel=0.02, abs=0.05)

@@ -21,7 +21,8 @@ def one_thread():
 
 
 def config(**overrides) -> RunConfig:
-    return RunConfig().with_overrides({**SMOKE_OVERRIDES, "epochs": 2, "patience": 1, **overrides})
+    return RunConfig().with_overrides({**SMOKE_OVERRIDES, "epochs": 2, "patience": 1, "diagnostics_every": 1,
+                                       **overrides})
 
 
 @pytest.mark.parametrize("architecture", ["crocodile", "stem"])
@@ -35,9 +36,12 @@ def test_batched_seeds_end_where_the_sequential_runs_end(tiny, architecture):
         a, b = alone[seed], batched[seed]
         assert (b.best_epoch, b.epochs_run) == (a.best_epoch, a.epochs_run)
         assert b.metrics == pytest.approx(a.metrics, abs=1e-6, nan_ok=True)
+        assert b.diagnostics == pytest.approx(a.diagnostics, abs=1e-6, nan_ok=True) and b.spectra.keys() == a.spectra.keys()
         assert [h["train_loss"] for h in b.history] == pytest.approx([h["train_loss"] for h in a.history], abs=1e-9)
         for name, tensor in a.best_state.items():
             assert torch.allclose(b.best_state[name].double(), tensor.double(), atol=1e-8), name
+        assert [e["epoch"] for e in b.diagnostics_epochs] == [e["epoch"] for e in a.diagnostics_epochs]
+        assert b.diagnostics_epochs[0] == pytest.approx(a.diagnostics_epochs[0], abs=1e-6, nan_ok=True)
     # The seeds really differ (each its own init and data order).
     assert len({round(batched[s].metrics["test_auc_overall"], 6) for s in SEEDS}) == 3
 

@@ -90,3 +90,49 @@ def test_a_monitor_that_is_never_defined_fails_clearly(tiny):
     labels[(tiny.split == 1) & (tiny.domains == 4)] = 1.0
     with pytest.raises(ValueError, match="monitor 'val_auc_S6' was NaN in every epoch"):
         train(RunConfig().with_overrides({**FAST, "monitor": "val_auc_S6"}), replace(tiny, labels=labels))
+
+
+# ---- mechanism diagnostics (model/probe.py) ------------------------------------------------------
+
+def test_run_result_carries_the_best_epochs_diagnostics_and_they_change_no_metric(tiny):
+    from model.probe import diagnostic_columns
+
+    config = RunConfig().with_overrides({**FAST, "epochs": 3, "patience": 3, "diagnostics_every": 1,
+                                         "diagnostics_rows": 256})
+    records = []
+    result = train(config, tiny, on_epoch=lambda e, r: records.append(r))
+    assert tuple(result.diagnostics) == diagnostic_columns(tiny.domain_names)
+    assert math.isfinite(result.diagnostics["ia_item_id_S6"]) and math.isfinite(result.diagnostics["di_mean"])
+    assert "item_id_set0" in result.spectra and "expert1_S6" in result.spectra
+    assert result.diagnostics_s > 0
+    # One entry per epoch, the best one equal to the best epoch's measurement (the same weights).
+    assert [d["epoch"] for d in result.diagnostics_epochs] == [1, 2, 3]
+    best = {k: v for k, v in result.diagnostics_epochs[result.best_epoch - 1].items() if k != "epoch"}
+    assert all(best[k] == v or (math.isnan(v) and math.isnan(best[k])) for k, v in result.diagnostics.items())
+    assert all("ia_expert_S6" in r for r in records)  # on_epoch sees them (W&B history) ...
+    assert all("ia_expert_S6" not in h for h in result.history)  # ... the history does not repeat them
+    off = train(config.with_overrides({"diagnostics": False}), tiny)
+    assert off.metrics == result.metrics  # measuring uses no random state and trains nothing
+    assert (off.diagnostics, off.spectra, off.diagnostics_epochs, off.diagnostics_s) == ({}, {}, [], 0.0)
+
+
+def test_diagnostics_every_k_measures_every_kth_epoch_and_by_default_only_the_best(tiny):
+    config = RunConfig().with_overrides({**FAST, "epochs": 3, "patience": 3, "diagnostics_rows": 128})
+    assert train(config.with_overrides({"diagnostics_every": 2}), tiny).diagnostics_epochs[0]["epoch"] == 2
+    default = train(config, tiny)
+    assert default.diagnostics_epochs == [] and default.diagnostics
+
+
+def test_a_resumed_run_keeps_the_per_epoch_diagnostics(tiny):
+    from model.checkpoint import TrainState
+
+    config = RunConfig().with_overrides({**FAST, "epochs": 3, "patience": 3, "diagnostics_every": 1,
+                                         "diagnostics_rows": 128})
+    states = []
+    full = train(config, tiny, on_state=lambda s: states.append(s.to_bytes()))
+    resumed = train(config, tiny, resume=TrainState.from_bytes(states[0]))
+    assert resumed.resumed_from_epoch == 1
+    assert [d["epoch"] for d in resumed.diagnostics_epochs] == [1, 2, 3]
+    for a, b in zip(resumed.diagnostics_epochs, full.diagnostics_epochs, strict=True):
+        assert all(a[k] == v or (math.isnan(v) and math.isnan(a[k])) for k, v in b.items())
+    assert resumed.diagnostics_s > TrainState.from_bytes(states[0]).diagnostics_s > 0

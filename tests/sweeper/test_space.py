@@ -147,9 +147,10 @@ def test_load_errors(tmp_path):
         load_space(str(path), "laptop")
 
 
-def test_cell_key_ignores_seed_only():
-    a = {"alpha": 0.1, "seed": 0, "expert_hidden": (8, 4)}
+def test_cell_key_ignores_the_seed_and_what_is_measured_only():
+    a = {"alpha": 0.1, "seed": 0, "expert_hidden": (8, 4), "diagnostics": True, "diagnostics_every": 0}
     assert cell_key(a) == cell_key({**a, "seed": 5})
+    assert cell_key(a) == cell_key({**a, "diagnostics_every": 1, "diagnostics": False, "diagnostics_rows": 64})
     assert cell_key(a) != cell_key({**a, "alpha": 0.2})
 
 

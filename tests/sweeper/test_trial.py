@@ -1,9 +1,11 @@
 """A trial runs without Ray: train seeds, store rows, keep going after a failure."""
+import json
 import math
 
 import pandas as pd
 import pytest
 
+from model.probe import diagnostic_columns
 from model.train import SMOKE_OVERRIDES, train
 from sweeper.trial import Job, cached_data, run_job
 
@@ -28,6 +30,40 @@ def test_run_job_stores_one_row_per_seed_matching_a_direct_run(tmp_path):
     for column in ("git_commit", "host", "torch_version", "optuna_version", "wall_time_s", "samples_per_s",
                    "best_epoch", "epochs_run", "test_gauc_S6", "finished_at"):
         assert column in frame.columns
+    # The best epoch's diagnostics: every contract column, the same as a direct run's, and the artefact.
+    assert set(diagnostic_columns(direct_domains())) <= set(frame.columns)
+    first = frame.iloc[0]
+    assert first["ia_item_id_S6"] == direct.diagnostics["ia_item_id_S6"] and math.isfinite(first["di_mean"])
+    assert math.isnan(first["ia_item_id_set2"])  # num_embeddings=2: no third set
+    assert (frame["diagnostics_s"] > 0).all()
+    for _, row in frame.iterrows():
+        assert row["diagnostics_path"] == f"diagnostics/{row['cell']}-s{row['seed']}-a{row['attempt']}.json"
+        artefact = json.loads((tmp_path / "t" / row["diagnostics_path"]).read_text())
+        assert artefact["best_epoch"] == row["best_epoch"] and artefact["epochs"] == []
+        assert artefact["scalars"]["ia_expert1_S0"] == row["ia_expert1_S0"]
+        assert artefact["scalars"]["ia_expert2_S0"] is None  # NaN is null in the JSON
+        assert len(artefact["spectra"]["item_id_S6"]) == 16 and "expert1_S6" in artefact["spectra"]
+
+
+def direct_domains():
+    return cached_data("synthetic:tiny").domain_names
+
+
+def test_the_diagnostics_artefact_is_kept_without_models_and_holds_the_epochs(tmp_path):
+    run_job(job(tmp_path, seeds=(0,), keep_models=False, factors={"diagnostics_every": 1, "diagnostics_rows": 128}))
+    row = pd.read_parquet(tmp_path / "t" / "results").iloc[0]
+    assert pd.isna(row["model_path"]) or row["model_path"] == ""
+    artefact = json.loads((tmp_path / "t" / row["diagnostics_path"]).read_text())
+    assert [e["epoch"] for e in artefact["epochs"]] == [1] and "ia_item_id_freq5" in artefact["epochs"][0]
+    assert row["diagnostics_every"] == 1
+
+
+def test_without_diagnostics_the_columns_are_null(tmp_path):
+    run_job(job(tmp_path, seeds=(0,), keep_models=False, factors={"diagnostics": False}))
+    row = pd.read_parquet(tmp_path / "t" / "results").iloc[0]
+    assert row["status"] == "ok" and pd.isna(row["ia_item_id"]) and pd.isna(row["di_mean"])
+    assert row["diagnostics_path"] == "" and row["diagnostics_s"] == 0
+    assert not (tmp_path / "t" / "diagnostics").exists()
 
 
 def test_a_failing_seed_is_stored_with_its_cause_and_the_next_runs(tmp_path):

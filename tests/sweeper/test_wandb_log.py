@@ -19,9 +19,10 @@ def test_one_finished_run_per_seed_with_flat_config_epoch_steps_and_test_summary
         logger.start_seed({**IDENTITY, "seed": seed})
         for epoch in (1, 2):
             logger.log_epoch({"epoch": epoch, "train_loss": 0.5 / epoch, "val_auc_overall": 0.6 + epoch / 100,
-                              "seed": seed, "seed_index": 0, "objective": 0.6})
+                              "seed": seed, "seed_index": 0, "objective": 0.6, "ia_item_id_S6": 3.0 + epoch})
         logger.end_seed({**IDENTITY, "seed": seed, "status": "ok", "error": "", "test_auc_overall": 0.7 + seed,
-                         "val_auc_overall": 0.62, "best_epoch": 2, "epochs_run": 2})
+                         "val_auc_overall": 0.62, "best_epoch": 2, "epochs_run": 2, "ia_item_id_S6": 5.5,
+                         "di_S1_S6": 0.25, "di_mean": float("nan"), "diagnostics_s": 0.5})
     logger.shutdown()  # what every trial does last: W&B's service flushes the files as it stops
     assert logger.error == "" and logger.names == ["Crocodile-s0", "Crocodile-s1"]
 
@@ -37,6 +38,9 @@ def test_one_finished_run_per_seed_with_flat_config_epoch_steps_and_test_summary
     assert "seed" not in run.history[0] and "objective" not in run.history[0]
     assert run.summary["test_auc_overall"] == 1.7 and run.summary["best_epoch"] == 2
     assert run.summary["status"] == "ok"
+    assert [h["ia_item_id_S6"] for h in run.history] == [4.0, 5.0]  # per-epoch diagnostics in the history
+    assert (run.summary["ia_item_id_S6"], run.summary["di_S1_S6"], run.summary["diagnostics_s"]) == (5.5, 0.25, 0.5)
+    assert "di_mean" not in run.summary  # NaN: not applicable, not logged
 
 
 def test_a_stopped_seed_is_finished_and_a_failed_seed_exits_non_zero(offline, tmp_path):
