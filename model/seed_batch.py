@@ -42,7 +42,7 @@ from model.layers import MultiEmbedding
 from model.losses import at_least_float32, aux_loss, task_loss
 from model.metrics import evaluate
 from model.probe import Probe
-from model.train import RunResult, check_compile, check_run, compiled, model_for, predict_and_evaluate
+from model.run_parts import RunResult, check_compile, check_run, compiled, model_for, predict_and_evaluate
 
 SeedEpochCallback = Callable[[int, int, dict], None]  # (seed, epoch, record)
 SeedEndCallback = Callable[[int, "RunResult | BaseException"], None]

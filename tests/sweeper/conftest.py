@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,18 @@ BASE = {"auc": {"S0": 0.736, "S1": 0.743, "S2": 0.821, "S4": 0.728, "S6": 0.760,
         "gauc": {"S0": 0.602, "S1": 0.597, "S2": 0.563, "S4": 0.563, "S6": 0.627, "overall": 0.661},
         "logloss": {d: 0.55 for d in [*DOMAINS, "overall"]}}
 SEED_EFFECT = np.array([0.0004, -0.0003, 0.0001, -0.0002, 0.0003, -0.0001])
+# "(PlacementGroupCleaner pid=6785) ...", maybe coloured: a worker's log line forwarded by Ray.
+RAY_WORKER_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\(\w+ pid=\d+")
+
+
+@pytest.fixture
+def our_stderr(capsys):
+    """Reads captured stderr without Ray's worker-log lines. A Ray session that an earlier test left up in
+    this process forwards its workers' logs to stderr whenever they arrive, in whatever test runs then."""
+    def read() -> str:
+        lines = [line for line in capsys.readouterr().err.splitlines() if not RAY_WORKER_LINE.match(line)]
+        return "".join(line + "\n" for line in lines)
+    return read
 
 
 def run_row(sweep: str, study: str, variant: str, seed: int, shift: float, factors: dict, jitter: np.ndarray,

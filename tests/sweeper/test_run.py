@@ -321,7 +321,7 @@ def test_bad_space_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
     assert "unknown config key 'alhpa'" in capsys.readouterr().err
 
 
-def test_every_override_is_checked_even_when_the_variants_set_it(monkeypatch, capsys):
+def test_every_override_is_checked_even_when_the_variants_set_it(monkeypatch, our_stderr):
     from sweeper import tune_runner
 
     def no_ray(*args, **kwargs):
@@ -329,17 +329,17 @@ def test_every_override_is_checked_even_when_the_variants_set_it(monkeypatch, ca
 
     monkeypatch.setattr(tune_runner, "connect", no_ray)
     assert run.main(["--space", "table5_ablation", "gating=pgg"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
+    assert our_stderr().splitlines() == [
         "error: override gating=pgg: unknown gating 'pgg'; valid: ['eg', 'peg', 'pg', 'standard'] "
         "(or 'none' for architectures without gates)"]
     assert run.main(["--space", "table5_ablation", "gating=pg"]) == 2
-    err = capsys.readouterr().err
+    err = our_stderr()
     assert len(err.splitlines()) == 1 and "override gating=pg has no effect: every variant" in err
     assert "MMoE: standard" in err
     assert run.main(["--space", "search_crocodile", "alpha=0.1"]) == 2
-    assert "override alpha=0.1 has no effect: search.params.alpha" in capsys.readouterr().err
+    assert "override alpha=0.1 has no effect: search.params.alpha" in our_stderr()
     assert run.main(["--space", "table5_ablation", "seed=3"]) == 2
-    assert "use --seeds 3" in capsys.readouterr().err
+    assert "use --seeds 3" in our_stderr()
     space, base, data, notes = run.plan(run.parse_args(["--space", "table4_losses", "--smoke-test", "aux_rows=128"]))
     assert notes == ["note: aux_rows=128 applies to 6 of 7 variants; +dCorr set aux_rows themselves"]
 
