@@ -4,7 +4,7 @@ import yaml
 from sweeper.space import SpaceError, cell_key, load_space, parse_space
 
 SHIPPED = ["table5_ablation", "table6_num_embeddings", "table4_losses", "alpha_sensitivity", "search_crocodile",
-           "best_crocodile"]
+           "best_crocodile", "mechanism"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -31,6 +31,7 @@ def test_shipped_hypotheses_are_the_papers_claims():
                                                for m in range(2, 11)]
     assert claims("alpha_sensitivity") == [(f"alpha={a}", ("alpha=0",), both, "overall") for a in ("0.1", "1", "10")]
     assert claims("best_crocodile") == [("best-1", ("MMoE",), both, "overall")]
+    assert claims("mechanism") == [("Crocodile", ("ME-MMoE-PEG",), both, "overall")]
     assert load_space("table5_ablation").seed_test == "paired"
 
 
