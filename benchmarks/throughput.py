@@ -24,20 +24,25 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
-import torch
-from torch.func import stack_module_state
-from torch.utils.data import DataLoader, Dataset
+if __package__ in (None, ""):  # run as a script: this checkout's root, for benchmarks.legacy_crocodile
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.config import RunConfig
-from benchmarks.legacy_crocodile import GroupedCrocodile
-from model.architectures import ARCHITECTURES, build_model
-from model.data import shuffled_batches
-from model.datasets import load_data
-from model.losses import aux_loss, task_loss
-from model.seed_batch import stacked_losses
-from model.train import compiled, pick_device
+import torch  # noqa: E402
+from torch.func import stack_module_state  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from model.config import RunConfig  # noqa: E402
+from benchmarks.legacy_crocodile import GroupedCrocodile  # noqa: E402
+from model.architectures import ARCHITECTURES, build_model  # noqa: E402
+from model.data import shuffled_batches  # noqa: E402
+from model.datasets import load_data  # noqa: E402
+from model.losses import aux_loss, task_loss  # noqa: E402
+from model.seed_batch import stacked_losses  # noqa: E402
+from model.train import compiled, pick_device  # noqa: E402
 
 
 class RowDataset(Dataset):

@@ -3,12 +3,11 @@ as batched matmuls (with normalisation and dropout), and the per-domain layers b
 
 Letters: B rows, F fields, d embedding dim, M sets/models, H hidden width, S domains, O output width.
 
-Per-domain parts (gates, towers, domain-specific weights) have static shapes: every domain's
-module runs on every row and each row keeps its own domain's result (`own_domain`). There is no
-host synchronisation and no Python loop over the domains present in a batch, so a training step
-can be compiled and captured as one graph. Measured on CPU against grouping rows by domain
-(argsort + bincount(...).tolist() + a loop), this is as fast for Crocodile's gates and towers:
-see benchmarks/throughput.py.
+Per-domain parts (gates, towers, domain-specific weights) have static shapes on a GPU: every
+domain's module runs on every row and each row keeps its own domain's result (`own_domain`). There
+is no host synchronisation and no Python loop over the domains present in a batch, so a training
+step can be compiled and captured as one graph. In eager CPU runs, wide per-domain linear layers
+group rows by domain instead, which is faster there (per_domain_linear; benchmarks/throughput.py).
 """
 from __future__ import annotations
 
@@ -239,25 +238,52 @@ def own_domain(per_domain: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
     return per_domain.gather(0, index.expand(1, *per_domain.shape[1:])).squeeze(0)
 
 
+# On CPU, rows grouped by domain beat computing every domain's block from this output width on
+# (benchmarks/throughput.py; Crocodile's PEG gate, 48 -> 5*64 per domain: 14 ms vs 57 ms a step).
+GROUPED_MIN_OUT = 16
+
+
 def per_domain_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
     """Row b times its own domain's affine map: x (B, in), weight (in, S, out), bias (S, out) -> (B, out).
 
-    All S maps run as one (B, in) x (in, S*out) matmul and each row keeps its own block: static
-    shapes, one GEMM, no grouping of rows.
+    On a GPU, compiled, or under vmap (stacked seeds): all S maps run as one (B, in) x (in, S*out)
+    matmul and each row keeps its own block, with static shapes and no host synchronisation. On CPU,
+    for wide outputs, rows are grouped by domain instead (S matmuls on the domain's rows only): a
+    CPU has no graph to capture and no host to wait for, and it saves S-1 of S blocks of work.
+    Both are deterministic: every gather and scatter below touches each position once.
     """
+    if bias.shape[1] >= GROUPED_MIN_OUT and _eager_on_cpu(x):
+        return grouped_linear(x, weight, bias, domains)
+    return every_domain_linear(x, weight, bias, domains)
+
+
+def every_domain_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    """per_domain_linear with static shapes: every domain's block for every row, then each row's own."""
     num_domains, out_dim = bias.shape
-    every = (x @ weight.flatten(1)).view(-1, num_domains, out_dim)  # (B, S, out)
-    onehot = F.one_hot(domains, num_domains).to(x.dtype)  # (B, S)
-    # One-hot products instead of indexing: deterministic backward on CPU (see DomainNorm).
-    return torch.einsum("bso,bs->bo", every, onehot) + onehot @ bias  # (B, out)
+    every = torch.addmm(bias.flatten(), x, weight.flatten(1)).view(-1, num_domains, out_dim)  # (B, S, out)
+    return every.gather(1, domains.view(-1, 1, 1).expand(-1, 1, out_dim)).squeeze(1)  # (B, out)
+
+
+def _eager_on_cpu(x: torch.Tensor) -> bool:
+    """Plain eager CPU execution: not traced by torch.compile, not a batched tensor of torch.func.vmap."""
+    return (x.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not torch._C._functorch.is_batchedtensor(x))
+
+
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    """per_domain_linear with rows grouped by domain: one addmm per domain on its rows only."""
+    order = torch.argsort(domains, stable=True)  # (B,) rows sorted by domain
+    counts = torch.bincount(domains, minlength=bias.shape[0]).tolist()  # a host read: free on CPU
+    groups = x.index_select(0, order).split(counts)  # S pieces (B_s, in)
+    out = torch.cat([torch.addmm(bias[s], rows, weight[:, s]) for s, rows in enumerate(groups)])  # (B, out), sorted
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return out.index_select(0, inverse)  # (B, out) back in row order
 
 
 class PerDomainLinear(nn.Module):
-    """One Linear layer per domain, applied to each row with its own domain's weights.
-
-    All S layers run as one (B, in) x (in, S*out) matmul and each row keeps its own block: static
-    shapes, one GEMM, no grouping of rows.
-    """
+    """One Linear layer per domain, applied to each row with its own domain's weights
+    (per_domain_linear: every domain's block and a gather, or rows grouped by domain on CPU)."""
 
     def __init__(self, *, num_domains: int, in_dim: int, out_dim: int):
         super().__init__()

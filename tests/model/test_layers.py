@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from model.layers import (BatchedGate, BatchedMLP, DomainNorm, ModelNorm, MultiEmbedding, PerDomainLinear, PerDomainMLP,
-                          StarLinear, grouped_inputs, own_domain)
+from model.layers import (GROUPED_MIN_OUT, BatchedGate, BatchedMLP, DomainNorm, ModelNorm, MultiEmbedding,
+                          PerDomainLinear, PerDomainMLP, StarLinear, every_domain_linear, grouped_inputs, grouped_linear,
+                          own_domain, per_domain_linear)
 
 
 def test_batch_norm_matches_torch_per_model_and_uses_running_statistics_in_eval():
@@ -57,13 +58,44 @@ def test_layer_norms():
                           nn.functional.layer_norm(rows, (6,)), atol=1e-6)
 
 
-def test_per_domain_linear_is_each_domains_own_linear():
+@pytest.mark.parametrize("out_dim", [2, GROUPED_MIN_OUT])  # the static path, then CPU's grouped path
+def test_per_domain_linear_is_each_domains_own_linear(out_dim):
     torch.manual_seed(0)
-    layer = PerDomainLinear(num_domains=3, in_dim=4, out_dim=2)
+    layer = PerDomainLinear(num_domains=3, in_dim=4, out_dim=out_dim)
     x = torch.randn(6, 4)
     domains = torch.tensor([2, 0, 1, 1, 0, 2])
     expected = torch.stack([x[b] @ layer.weight[:, d] + layer.bias[d] for b, d in enumerate(domains.tolist())])
     assert torch.allclose(layer(x, domains), expected, atol=1e-6)
+
+
+def test_grouped_rows_equal_every_domains_block_in_value_and_gradient():
+    # CPU's grouped path and the static path (GPU, compile, vmap) train the same model: values and
+    # gradients agree to rounding, with a domain absent from the batch and rows in any order.
+    torch.manual_seed(0)
+    x = torch.randn(200, 7, dtype=torch.float64)
+    weight = torch.randn(7, 4, 24, dtype=torch.float64)
+    bias = torch.randn(4, 24, dtype=torch.float64)
+    domains = torch.randint(0, 3, (200,))  # domain 3 has no rows
+    results = []
+    for fn in (grouped_linear, every_domain_linear):
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        out = fn(*leaves, domains)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum().backward()
+        results.append([out, *(t.grad for t in leaves)])
+    for grouped, static in zip(*results):
+        assert torch.allclose(grouped, static, atol=1e-12)
+    assert torch.equal(results[0][2][:, 3], torch.zeros(7, 24, dtype=torch.float64))  # no rows, no gradient
+
+
+def test_per_domain_linear_keeps_static_shapes_under_vmap():
+    # Stacked seeds (model/seed_batch.py) run under vmap, where the grouped path's host read cannot
+    # run: the layer takes the static path there, seed by seed equal to the unstacked layer.
+    torch.manual_seed(0)
+    weight, bias = torch.randn(2, 5, 3, GROUPED_MIN_OUT), torch.randn(2, 3, GROUPED_MIN_OUT)  # 2 seeds
+    x, domains = torch.randn(2, 9, 5), torch.randint(0, 3, (9,))
+    stacked = torch.func.vmap(per_domain_linear, in_dims=(0, 0, 0, None))(x, weight, bias, domains)
+    for k in range(2):
+        assert torch.allclose(stacked[k], per_domain_linear(x[k], weight[k], bias[k], domains), atol=1e-6)
 
 
 def test_batched_mlp_equals_separate_mlps_and_dropout_is_off_in_eval():
