@@ -182,18 +182,30 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
         except Exception as exc:  # noqa: BLE001 - any training failure is data, not a crash
             if is_infrastructure(exc):
                 raise
-            row |= {"status": FAILED, "error": describe(exc), "wall_time_s": time.time() - started}
-        else:
-            row |= _ok_columns(job, result, data, store, cell, seed, attempt, flat, write_rows)
-            scores.append(result.metrics[job.objective])
-        row |= {"finished_at": time.time(), **provenance()}
-        if write_rows:
-            store.write_row(row, schema)
+            result = exc
+        objective = _store_outcome(job, row, result, started=started, data=data, store=store, schema=schema,
+                                   flat=flat, seed=seed, write_rows=write_rows)
+        if objective is not None:
+            scores.append(objective)
         if seed_hooks is not None:
             seed_hooks.end_seed(row)
     objective = sum(scores) / len(scores) if scores else math.nan
     return {"objective": objective, "seeds_ok": len(scores), "seeds_failed": len(job.seeds) - len(scores),
             "done": True}
+
+
+def _store_outcome(job: Job, row: dict, outcome, *, started: float, data: MultiDomainData, store: ResultsStore,
+                   schema, flat: dict, seed: int, write_rows: bool) -> float | None:
+    """Complete a seed's row with its RunResult (or the exception it failed with) and provenance, and
+    store it. Returns the seed's objective when it ended ok."""
+    if isinstance(outcome, BaseException):
+        row |= {"status": FAILED, "error": describe(outcome), "wall_time_s": time.time() - started}
+    else:
+        row |= _ok_columns(job, outcome, data, store, cell_key(flat), seed, job.attempt(seed), flat, write_rows)
+    row |= {"finished_at": time.time(), **provenance()}
+    if write_rows:
+        store.write_row(row, schema)
+    return None if isinstance(outcome, BaseException) else outcome.metrics[job.objective]
 
 
 def _ok_columns(job: Job, result, data: MultiDomainData, store: ResultsStore, cell: str, seed: int, attempt: int,
@@ -239,16 +251,11 @@ def _run_seed_group(job: Job, seeds: tuple[int, ...], data: MultiDomainData, sch
 
     def on_seed_end(seed: int, outcome) -> None:
         flat = job.config(seed).flat()
-        cell, attempt = cell_key(flat), job.attempt(seed)
         row = {**_identity(job, seed, flat), "device": str(device), **(row_extra or {})}
-        if isinstance(outcome, BaseException):
-            row |= {"status": FAILED, "error": describe(outcome), "wall_time_s": time.time() - started}
-        else:
-            row |= _ok_columns(job, outcome, data, store, cell, seed, attempt, flat, write_rows)
-            scores.append(outcome.metrics[job.objective])
-        row |= {"finished_at": time.time(), **provenance()}
-        if write_rows:
-            store.write_row(row, schema)
+        objective = _store_outcome(job, row, outcome, started=started, data=data, store=store, schema=schema,
+                                   flat=flat, seed=seed, write_rows=write_rows)
+        if objective is not None:
+            scores.append(objective)
         if seed_hooks is not None:
             seed_hooks.start_seed(row)
             for record in histories[seed]:
