@@ -213,14 +213,15 @@ def is_undertrained(gap: pd.DataFrame | None) -> bool:
 
 
 def bayes_line(gap: pd.DataFrame) -> str:
-    parts = ", ".join(f"{r.variant} {100 * r.fraction:.0f} %" for r in gap.itertuples(index=False))
+    # One decimal: a best of 89.6 % printed as "90 %" next to "needed >= 90 %: undertrained" read as a contradiction.
+    parts = ", ".join(f"{r.variant} {100 * r.fraction:.1f} %" for r in gap.itertuples(index=False))
     best = gap.loc[gap["fraction"].idxmax()] if gap["fraction"].notna().any() else None
     text = (f"Training quality: overall test AUC as a fraction of the Bayes gap, (auc - 0.5) / (bayes - 0.5): {parts}"
             f" (Bayes AUC {gap['bayes_auc'].mean():.4f})")
     if best is None:
         return f"{text}; {UNDERTRAINED}."
     verdict = UNDERTRAINED if is_undertrained(gap) else "trained close enough to the truth to compare"
-    return f"{text}; best {100 * best['fraction']:.0f} % ({best['variant']}), needed >= 90 %: {verdict}."
+    return f"{text}; best {100 * best['fraction']:.1f} % ({best['variant']}), needed >= 90 %: {verdict}."
 
 
 def headline(verdicts: pd.DataFrame, gap: pd.DataFrame | None, study: str, declared: int) -> tuple[str, ...]:

@@ -90,14 +90,16 @@ def test_bayes_gap_and_the_undertrained_flag():
     gap = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.78, 0.79], [0.8] * 4), ["A", "B"])
     assert gap["fraction"].tolist() == pytest.approx([0.8, 0.95])
     assert not verdicts.is_undertrained(gap)
-    assert verdicts.bayes_line(gap).endswith("best 95 % (B), needed >= 90 %: trained close enough to the truth "
+    assert verdicts.bayes_line(gap).endswith("best 95.0 % (B), needed >= 90 %: trained close enough to the truth "
                                              "to compare.")
     low = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4), ["A", "B"])
     assert verdicts.is_undertrained(low)
     line = verdicts.bayes_line(low)
     assert line.startswith("Training quality: overall test AUC as a fraction of the Bayes gap, (auc - 0.5) / "
-                           "(bayes - 0.5): A 80 %, B 83 %")
-    assert line.endswith("needed >= 90 %: undertrained: conclusions unreliable.")
+                           "(bayes - 0.5): A 80.0 %, B 83.3 %")
+    assert line.endswith("best 83.3 % (B), needed >= 90 %: undertrained: conclusions unreliable.")
+    just_below = verdicts.bayes_gap(gap_runs([0.7685] * 4, [0.8] * 4), ["A", "B"])  # 89.5 %: not "90 %"
+    assert verdicts.is_undertrained(just_below) and "best 89.5 % (A)" in verdicts.bayes_line(just_below)
     assert verdicts.bayes_gap(gap_runs([0.7] * 4, [0.8] * 4).drop(columns="test_bayesauc_overall"), ["A"]) is None
 
 
