@@ -120,11 +120,14 @@ def optuna_plots(storage_path: Path | None, study_name: str | None, out_dir: Pat
     import optuna.visualization.matplotlib as optuna_plt
 
     searched = varying_params(study)
-    wanted = [("Optimization history", "optuna_history.png", lambda: optuna_plt.plot_optimization_history(study)),
+    # Optuna's plots label the axis "Objective Value" whatever set_metric_names said: name it here.
+    target_name = (study.metric_names or ["Objective Value"])[0]
+    wanted = [("Optimization history", "optuna_history.png",
+               lambda: optuna_plt.plot_optimization_history(study, target_name=target_name)),
               ("Parallel coordinates", "optuna_parallel.png",
-               lambda: optuna_plt.plot_parallel_coordinate(study, params=searched)),
+               lambda: optuna_plt.plot_parallel_coordinate(study, params=searched, target_name=target_name)),
               ("Slice (objective vs each parameter)", "optuna_slice.png",
-               lambda: optuna_plt.plot_slice(study, params=searched))]
+               lambda: optuna_plt.plot_slice(study, params=searched, target_name=target_name))]
     made, failed = [], []
     for title, name, draw in wanted:
         try:

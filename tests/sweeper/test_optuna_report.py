@@ -35,3 +35,19 @@ def test_optuna_plots_are_drawn_without_plotly(tmp_path):
     made, note = optuna_report.optuna_plots(journal_study(tmp_path, 5), "s", tmp_path)
     assert note == "" and [p.png.name for p in made] == ["optuna_history.png", "optuna_parallel.png",
                                                          "optuna_slice.png"]
+
+
+def test_optuna_plots_name_the_objective(tmp_path, monkeypatch):
+    import optuna.visualization.matplotlib as optuna_plt
+
+    path = journal_study(tmp_path, 3)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    optuna.load_study(study_name="s", storage=storage).set_metric_names(["val_auc_overall"])
+    names = []
+    for plot in ("plot_optimization_history", "plot_parallel_coordinate", "plot_slice"):
+        def spy(*args, original=getattr(optuna_plt, plot), **kwargs):
+            names.append(kwargs.get("target_name"))
+            return original(*args, **kwargs)
+        monkeypatch.setattr(optuna_plt, plot, spy)
+    made, _ = optuna_report.optuna_plots(path, "s", tmp_path)
+    assert len(made) == 3 and names == ["val_auc_overall"] * 3  # not Optuna's "Objective Value"
