@@ -74,7 +74,7 @@ def make_step(config, data, device, compile_model, grouped: bool = False):
 
     def step(features, labels, domains):
         out = forward(features, domains)
-        loss = task_loss(out.logits, labels, domains, data.num_domains)
+        loss = task_loss(out.logits, labels, domains, data.num_domains, config.train.task_loss)
         if m.aux_loss != "none":
             loss = loss + m.alpha * aux_loss(m.aux_loss, out.expert_outputs, out.gates, m.aux_rows)
         if out.penalty is not None:
@@ -182,7 +182,8 @@ def make_seed_batch_step(config, data, device, k: int, compile_step: bool):
                           prior_fields=data.prior_field_indices() if config.model.uses_prior else (), seed=s).to(device)
               for s in range(k)]
     params, buffers = stack_module_state(models)
-    losses_of = stacked_losses(copy.deepcopy(models[0]).to("meta"), config.model, data.num_domains)
+    losses_of = stacked_losses(copy.deepcopy(models[0]).to("meta"), config.model, data.num_domains,
+                               config.train.task_loss)
     losses_of = compiled(losses_of) if compile_step else losses_of
     optimizer = torch.optim.Adam(list(params.values()), lr=1e-3)
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from model.architectures import ModelConfig
+from model.losses import TASK_LOSSES
 
 METRICS = ("auc", "gauc", "logloss")
 # Keys that change what a run measures, not what it trains: a results cell (sweeper/space.py
@@ -31,6 +32,8 @@ class TrainConfig:
     patience: int = 2
     monitor: str = "val_auc_overall"
     embedding_l2: float = 1e-6
+    # per_domain: the paper's eq. 7 (each domain's mean BCE, summed); global: one mean over the rows.
+    task_loss: str = "per_domain"
     bf16: bool = False
     compile: bool = False
     diagnostics: bool = True  # mechanism diagnostics (model/probe.py) at the best epoch; False: none, columns null
@@ -47,6 +50,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, but got {self.lr=}")
         if not self.embedding_l2 >= 0:
             raise ValueError(f"embedding_l2 must be >= 0, but got {self.embedding_l2=}")
+        if self.task_loss not in TASK_LOSSES:
+            raise ValueError(f"unknown task_loss {self.task_loss!r}; valid: {sorted(TASK_LOSSES)}")
         if not re.fullmatch(rf"val_({'|'.join(METRICS)})_\w+", self.monitor):
             raise ValueError(f"monitor must look like val_{{{'|'.join(METRICS)}}}_{{domain|overall}}, "
                              f"but got {self.monitor=}")

@@ -78,7 +78,7 @@ def track_covloss_norms(config: RunConfig, data: MultiDomainData, *, rows: tuple
         for idx in shuffled_batches(len(train_rows), tcfg.batch_size, shuffle_gen, device):
             batch = train_rows.rows(idx)
             out = model(batch.features, batch.domains)
-            loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains)
+            loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains, tcfg.task_loss)
             if use_aux:
                 loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
             if len(idx) >= max(rows):

@@ -84,7 +84,7 @@ def train_seeds(config: RunConfig, data: MultiDomainData, seeds: tuple[int, ...]
     torch.manual_seed(seeds[0])  # dropout masks (different per seed under vmap)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16)
 
-    step_losses = stacked_losses(skeleton, mcfg, data.num_domains)
+    step_losses = stacked_losses(skeleton, mcfg, data.num_domains, config.train.task_loss)
     if tcfg.compile:
         step_losses = compiled(step_losses)
     logits_of = vmap(lambda p, b, features, domains: functional_call(skeleton, (p, b), (features, domains)).logits,
@@ -170,14 +170,15 @@ def train_seeds(config: RunConfig, data: MultiDomainData, seeds: tuple[int, ...]
     return {seed: results[seed] for seed in seeds}
 
 
-def stacked_losses(skeleton: torch.nn.Module, mcfg, num_domains: int):
+def stacked_losses(skeleton: torch.nn.Module, mcfg, num_domains: int, task_loss_kind: str):
     """The per-seed training losses of stacked models: f(params, buffers, features (K, B, F),
-    domains (K, B), labels (K, B)) -> (K,), params and buffers as stack_module_state gives them."""
+    domains (K, B), labels (K, B)) -> (K,), params and buffers as stack_module_state gives them.
+    task_loss_kind names the task loss (model.losses.TASK_LOSSES)."""
     use_aux = mcfg.aux_loss != "none" and mcfg.alpha > 0
 
     def seed_loss(p, b, features, domains, labels):
         out = functional_call(skeleton, (p, b), (features, domains))
-        loss = task_loss(out.logits, labels, domains, num_domains)
+        loss = task_loss(out.logits, labels, domains, num_domains, task_loss_kind)
         if use_aux:
             loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
         if out.penalty is not None:

@@ -120,7 +120,7 @@ def train(config: RunConfig, data: MultiDomainData, *, device: str | torch.devic
             batch = train_split.rows(idx)
             with autocast:
                 out = step_model(batch.features, batch.domains)
-                loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains)
+                loss = task_loss(out.logits, batch.labels, batch.domains, data.num_domains, tcfg.task_loss)
                 if use_aux:
                     loss = loss + mcfg.alpha * aux_loss(mcfg.aux_loss, out.expert_outputs, out.gates, mcfg.aux_rows)
                 if out.penalty is not None:  # a method's own regulariser (AdaSparse's sparsity)

@@ -97,3 +97,21 @@ def test_task_loss_is_sum_of_per_domain_means():
     expected = bce[:3].mean() + bce[3]
     assert task_loss(logits, labels, domains, 3).item() == pytest.approx(expected.item())
     assert task_loss(logits, labels, domains, 3).item() != pytest.approx(bce.mean().item())
+
+
+def test_global_task_loss_weighs_every_row_the_same():
+    logits = torch.tensor([0.0, 2.0, -1.0, 0.5])
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    domains = torch.tensor([0, 0, 0, 2])
+    bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    assert task_loss(logits, labels, domains, 3, "global").item() == pytest.approx(bce.mean().item())
+    assert task_loss(logits, labels, domains, 3, "per_domain").item() == pytest.approx((bce[:3].mean() + bce[3]).item())
+
+
+def test_task_loss_is_a_checked_config_key():
+    from model.config import RunConfig
+
+    assert RunConfig().train.task_loss == "per_domain"  # the paper's eq. 7
+    assert RunConfig().with_overrides({"task_loss": "global"}).train.task_loss == "global"
+    with pytest.raises(ValueError, match=r"unknown task_loss 'mean'; valid: \['global', 'per_domain'\]"):
+        RunConfig().with_overrides({"task_loss": "mean"})

@@ -25,9 +25,10 @@ def config(**overrides) -> RunConfig:
                                        **overrides})
 
 
-@pytest.mark.parametrize("architecture", ["crocodile", "stem"])
-def test_batched_seeds_end_where_the_sequential_runs_end(tiny, architecture):
-    cfg = config(architecture=architecture)
+@pytest.mark.parametrize(("architecture", "task_loss"), [("crocodile", "per_domain"), ("stem", "per_domain"),
+                                                        ("mmoe", "global")])
+def test_batched_seeds_end_where_the_sequential_runs_end(tiny, architecture, task_loss):
+    cfg = config(architecture=architecture, task_loss=task_loss)
     alone = {seed: train(cfg.with_overrides({"seed": seed}), tiny, dtype=torch.float64) for seed in SEEDS}
     ended = []
     batched = train_seeds(cfg, tiny, SEEDS, dtype=torch.float64, on_seed_end=lambda seed, result: ended.append(seed))
