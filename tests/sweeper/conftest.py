@@ -21,8 +21,8 @@ BASE = {"auc": {"S0": 0.736, "S1": 0.743, "S2": 0.821, "S4": 0.728, "S6": 0.760,
         "gauc": {"S0": 0.602, "S1": 0.597, "S2": 0.563, "S4": 0.563, "S6": 0.627, "overall": 0.661},
         "logloss": {d: 0.55 for d in [*DOMAINS, "overall"]}}
 SEED_EFFECT = np.array([0.0004, -0.0003, 0.0001, -0.0002, 0.0003, -0.0001])
-# "(PlacementGroupCleaner pid=6785) ...", maybe coloured: a worker's log line forwarded by Ray.
-RAY_WORKER_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\(\w+ pid=\d+")
+# "(PlacementGroupCleaner pid=6785) ..." or "(raylet) ...", maybe coloured: a log line Ray forwarded from a worker.
+RAY_WORKER_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\((raylet|\w+ pid=\d+)")
 
 
 @pytest.fixture
