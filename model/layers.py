@@ -265,7 +265,8 @@ def every_domain_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 def _eager_on_cpu(x: torch.Tensor) -> bool:
-    """Plain eager CPU execution: not traced by torch.compile, not a batched tensor of torch.func.vmap."""
+    """Plain eager CPU execution: not traced by torch.compile, not a batched tensor of torch.func.vmap
+    (functorch's own test: torch has no public one)."""
     return (x.device.type == "cpu" and not torch.compiler.is_compiling()
             and not torch._C._functorch.is_batchedtensor(x))
 

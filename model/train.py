@@ -14,7 +14,6 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -22,15 +21,14 @@ import torch.distributed as dist
 
 from model.checkpoint import TrainState, load_artefact
 from model.config import MEASUREMENT_KEYS, RunConfig, config_keys, load_config_file
-from model.architectures import ARCHITECTURES, build_model
+from model.architectures import ARCHITECTURES
 from model.layers import MultiEmbedding
-from model.data import MultiDomainData, SplitTensors, rows_per_epoch, shuffled_batches
+from model.data import MultiDomainData, rows_per_epoch, shuffled_batches
 from model.datasets import check_spec, load_data
-from model.losses import at_least_float32, aux_loss, task_loss
-from model.metrics import evaluate
+from model.losses import aux_loss, task_loss
 from model.probe import Probe
-from model.run_parts import (RunResult, check_compile, check_run, compiled, model_for, pick_device, predict,
-                              predict_and_evaluate)
+from model.run_parts import (RunResult, check_compile, check_run, compiled, model_for, pick_device,
+                             predict_and_evaluate)
 
 EpochCallback = Callable[[int, dict], None]
 StateCallback = Callable[[TrainState], None]

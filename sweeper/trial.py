@@ -184,7 +184,7 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
                 raise
             result = exc
         objective = _store_outcome(job, row, result, started=started, data=data, store=store, schema=schema,
-                                   flat=flat, seed=seed, write_rows=write_rows)
+                                   flat=flat, cell=cell, seed=seed, attempt=attempt, write_rows=write_rows)
         if objective is not None:
             scores.append(objective)
         if seed_hooks is not None:
@@ -195,17 +195,18 @@ def run_job(job: Job, *, device: str | torch.device = "cpu", report: Report | No
 
 
 def _store_outcome(job: Job, row: dict, outcome, *, started: float, data: MultiDomainData, store: ResultsStore,
-                   schema, flat: dict, seed: int, write_rows: bool) -> float | None:
+                   schema, flat: dict, cell: str, seed: int, attempt: int, write_rows: bool) -> float | None:
     """Complete a seed's row with its RunResult (or the exception it failed with) and provenance, and
     store it. Returns the seed's objective when it ended ok."""
-    if isinstance(outcome, BaseException):
+    failed = isinstance(outcome, BaseException)
+    if failed:
         row |= {"status": FAILED, "error": describe(outcome), "wall_time_s": time.time() - started}
     else:
-        row |= _ok_columns(job, outcome, data, store, cell_key(flat), seed, job.attempt(seed), flat, write_rows)
+        row |= _ok_columns(job, outcome, data, store, cell, seed, attempt, flat, write_rows)
     row |= {"finished_at": time.time(), **provenance()}
     if write_rows:
         store.write_row(row, schema)
-    return None if isinstance(outcome, BaseException) else outcome.metrics[job.objective]
+    return None if failed else outcome.metrics[job.objective]
 
 
 def _ok_columns(job: Job, result, data: MultiDomainData, store: ResultsStore, cell: str, seed: int, attempt: int,
@@ -253,7 +254,8 @@ def _run_seed_group(job: Job, seeds: tuple[int, ...], data: MultiDomainData, sch
         flat = job.config(seed).flat()
         row = {**_identity(job, seed, flat), "device": str(device), **(row_extra or {})}
         objective = _store_outcome(job, row, outcome, started=started, data=data, store=store, schema=schema,
-                                   flat=flat, seed=seed, write_rows=write_rows)
+                                   flat=flat, cell=cell_key(flat), seed=seed, attempt=job.attempt(seed),
+                                   write_rows=write_rows)
         if objective is not None:
             scores.append(objective)
         if seed_hooks is not None:

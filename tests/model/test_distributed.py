@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 from model.config import RunConfig
 from model.architectures import build_model
 from model.datasets.synthetic import make_synthetic
-from model.train import SMOKE_OVERRIDES, predict, train
+from model.run_parts import predict
+from model.train import SMOKE_OVERRIDES, train
 
 CONFIG = RunConfig().with_overrides({**SMOKE_OVERRIDES, "num_embeddings": 2, "epochs": 1})
 

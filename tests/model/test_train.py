@@ -141,7 +141,7 @@ def test_a_resumed_run_keeps_the_per_epoch_diagnostics(tiny):
 def test_task_loss_global_trains_on_one_mean_over_the_rows(tiny):
     base = RunConfig().with_overrides({**SMOKE_OVERRIDES, "diagnostics": False})
     per_domain = train(base, tiny)
-    both = train(base.with_overrides({"task_loss": "global"}), tiny)
+    one_mean = train(base.with_overrides({"task_loss": "global"}), tiny)
     # eq. 7 sums 5 domain means, the global loss is one mean: about 5x apart in the first epoch.
-    assert per_domain.history[0]["train_loss"] > 3 * both.history[0]["train_loss"]
-    assert both.metrics["test_auc_overall"] > 0.5
+    assert per_domain.history[0]["train_loss"] > 3 * one_mean.history[0]["train_loss"]
+    assert one_mean.metrics["test_auc_overall"] > 0.5
