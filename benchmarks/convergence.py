@@ -60,9 +60,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
 
         result = train(config, data, device=device, on_epoch=on_epoch)
         curves[name] = [h["val_auc_overall"] for h in result.history]
-        print(f"{name:<10} test AUC {result.metrics['test_auc_overall']:.4f} (best epoch {result.best_epoch}), "
+        # The report's test (sweeper/verdicts.py): a best epoch that is the last one allowed may have had more to gain.
+        still_improving = result.best_epoch == result.epochs_run >= base.train.epochs
+        state = ("still improving at the last epoch: raise --epochs" if still_improving else
+                 f"converged: best epoch {result.best_epoch} of {result.epochs_run} run")
+        print(f"{name:<10} test AUC {result.metrics['test_auc_overall']:.4f}, "
               f"{100 * bayes_fraction(result.metrics['test_auc_overall'], result.metrics['test_bayesauc_overall']):.1f} "
-              f"% of the Bayes gap")
+              f"% of the Bayes gap ({state})")
     return curves
 
 

@@ -251,7 +251,7 @@ def _verdicts(spec: SweepSpec, runs: pd.DataFrame, names: Sequence[str], stats: 
     gap = verdicts.bayes_gap(runs, names)
     cells = [cell for h in spec.hypotheses for cell in hyp.cells(h)]
     lifts, source = verdicts.published_lifts(published, spec.dataset, spec.table, spec.published_method, cells)
-    frame = verdicts.verdict_frame(stats, spec.hypotheses, lifts, verdicts.is_undertrained(gap), source)
+    frame = verdicts.verdict_frame(stats, spec.hypotheses, lifts, verdicts.training_quality(gap), source)
     return frame, verdicts.headline(frame, gap, spec.study, len(spec.hypotheses)), gap
 
 
@@ -508,7 +508,10 @@ def _verdict_class(line: str) -> str:
     for verdict in (verdicts.NOT_TESTABLE, verdicts.NOT_SHOWN, verdicts.BETTER, verdicts.WORSE):
         if f": {verdict}" in line:
             return verdict.replace(" ", "-")
-    return verdicts.UNDERTRAINED.split(":")[0] if verdicts.UNDERTRAINED in line else "note"
+    for flag in (verdicts.UNDERTRAINED, verdicts.DATA_LIMITED):
+        if f": {flag}" in line:
+            return flag.split(":")[0]
+    return "note"
 
 
 def render_markdown(analysis: Analysis) -> str:

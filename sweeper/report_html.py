@@ -42,7 +42,7 @@ details{margin:.4em 0}summary{cursor:pointer;font-weight:600;color:#234}
 figure{margin:1em 0;overflow-x:auto}img{max-width:100%;height:auto}
 figure img{min-width:560px}/* on a phone the plot keeps readable labels and scrolls sideways */figcaption{font-size:.88em;color:#444}
 ul.verdicts{padding-left:1.2em}li.verdict{margin:.35em 0}li.better{color:#185c1e}li.worse{color:#8a1c1c}
-li.undertrained{color:#8a5a00;font-weight:600}li.not-testable{color:#777}
+li.undertrained{color:#8a5a00;font-weight:600}li.data-limited{color:#6b5200}li.not-testable{color:#777}
 ul.claims{padding-left:1.2em}li.claim{margin:.35em 0}li.claim details{margin:.1em 0 .3em}
 .status{display:inline-block;min-width:9.5em;font-weight:600}li.reproduced .status{color:#185c1e}
 li.not-reproduced .status{color:#8a1c1c}li.not-testable-here .status,li.not-testable-here{color:#777}

@@ -8,8 +8,13 @@ A verdict is one of
   not testable  the cell is degenerate (the reason comes from sweeper.stats), so no test ran.
 Pure functions over the stats frame (sweeper.protocol); the report writes them to verdicts.csv and
 as the first lines of the terminal, report.md and report.html. On synthetic data the lines also
-state how close each variant came to the Bayes-optimal AUC, and flag a table whose best variant
-closed less than 90 % of the gap from 0.5 as undertrained.
+state how close each variant came to the Bayes-optimal AUC. A table whose best variant closed less
+than 90 % of the gap from 0.5 is flagged, for one of two reasons, told apart by the runs' epochs:
+  undertrained  most runs of some variant were still improving when the epoch budget ended (their
+                best epoch was the last one allowed), so more epochs would change the numbers;
+  data-limited  every variant converged (most runs peaked before the budget ended or stopped
+                early), so more epochs will not close the gap: no model learns the truth from this
+                much data at this budget, and the comparison is of converged models on it.
 """
 from __future__ import annotations
 
@@ -28,9 +33,11 @@ VERDICTS = (BETTER, WORSE, NOT_SHOWN, NOT_TESTABLE)
 VERDICT_COLUMNS = ("variant", "reference", "metric", "domain", "delta", "ci_low", "ci_high", "test", "n",
                    "p_adjusted", "verdict")
 EXTRA_COLUMNS = ("hypothesis", "family_size", "lift_pts", "mde", "mde_alpha", "seeds_needed", "published_lift",
-                 "seeds_for_published", "dropped_seeds", "undertrained", "line")
+                 "seeds_for_published", "dropped_seeds", "undertrained", "data_limited", "line")
 UNDERTRAINED_BELOW = 0.9  # fraction of the Bayes gap the best variant must close
 UNDERTRAINED = "undertrained: conclusions unreliable"
+DATA_LIMITED = "data-limited: converged short of the truth"
+TRAINED = "trained close enough to the truth to compare"
 
 
 # ---------------------------------------------------------------- decisions
@@ -65,7 +72,7 @@ def decide_many(p_adjusted: np.ndarray, delta: np.ndarray, higher_is_better: boo
 
 
 def verdict_frame(frame: pd.DataFrame, declared: Sequence[hyp.Hypothesis],
-                  published_lift: Mapping[hyp.Cell, float] | None = None, undertrained: bool = False,
+                  published_lift: Mapping[hyp.Cell, float] | None = None, training: str = TRAINED,
                   published_source: str = "") -> pd.DataFrame:
     """verdicts.csv: one row per member of the primary family, with its sentence in `line`."""
     published_lift = published_lift or {}
@@ -78,7 +85,7 @@ def verdict_frame(frame: pd.DataFrame, declared: Sequence[hyp.Hypothesis],
             row = _intersection_union_row(unit, cells, published_lift)
         else:
             row = _single_row(unit, cells.iloc[0], published_lift)
-        row["undertrained"] = undertrained
+        row["undertrained"], row["data_limited"] = training == UNDERTRAINED, training == DATA_LIMITED
         row["line"] = verdict_line(row, published_source)
         rows.append(row)
     return pd.DataFrame(rows, columns=[*VERDICT_COLUMNS, *EXTRA_COLUMNS])
@@ -189,27 +196,48 @@ def verdict_line(row: Mapping, published_source: str = "") -> str:
 
 
 def bayes_gap(runs: pd.DataFrame, variants: Sequence[str], split: str = "test") -> pd.DataFrame | None:
-    """Per variant: mean overall AUC and Bayes AUC over its finished seeds, and (auc - .5) / (bayes - .5).
+    """Per variant: mean overall AUC and Bayes AUC over its finished seeds, (auc - .5) / (bayes - .5),
+    and how many of those runs were still improving when the epoch budget ended (NaN: not recorded).
 
     None where the data have no planted truth (no {split}_bayesauc_overall column).
     """
     auc, bayes = f"{split}_auc_overall", f"{split}_bayesauc_overall"
     if bayes not in runs.columns or auc not in runs.columns or runs[bayes].isna().all():
         return None
+    improving = _still_improving(runs)
     rows = []
     for variant in variants:
-        these = runs[runs["variant"] == variant][[auc, bayes]].dropna()
+        mask = (runs["variant"] == variant) & runs[auc].notna() & runs[bayes].notna()
+        these = runs[mask]
         if these.empty:
             continue
         mean_auc, mean_bayes = float(these[auc].mean()), float(these[bayes].mean())
         gap = mean_bayes - 0.5
         rows.append({"variant": variant, "n": len(these), "auc": mean_auc, "bayes_auc": mean_bayes,
-                     "fraction": (mean_auc - 0.5) / gap if gap > 0 else math.nan})
-    return pd.DataFrame(rows, columns=["variant", "n", "auc", "bayes_auc", "fraction"])
+                     "fraction": (mean_auc - 0.5) / gap if gap > 0 else math.nan,
+                     "still_improving": float(improving[mask].sum()) if improving is not None else math.nan})
+    return pd.DataFrame(rows, columns=["variant", "n", "auc", "bayes_auc", "fraction", "still_improving"])
 
 
-def is_undertrained(gap: pd.DataFrame | None) -> bool:
-    return gap is not None and len(gap) > 0 and not (gap["fraction"].max() >= UNDERTRAINED_BELOW)
+def _still_improving(runs: pd.DataFrame) -> pd.Series | None:
+    """(runs,) bool: the run's best epoch was the last one its budget allowed, so it may have had more
+    to gain; None where the results lack the epoch columns (older sweeps)."""
+    if not {"best_epoch", "epochs_run", "epochs"} <= set(runs.columns):
+        return None
+    return (runs["best_epoch"] == runs["epochs_run"]) & (runs["epochs_run"] >= runs["epochs"])
+
+
+def training_quality(gap: pd.DataFrame | None) -> str:
+    """TRAINED, UNDERTRAINED or DATA_LIMITED (see the module docstring); TRAINED without a truth."""
+    if gap is None or gap.empty:
+        return TRAINED
+    if gap["fraction"].isna().all():
+        return UNDERTRAINED
+    if gap["fraction"].max() >= UNDERTRAINED_BELOW:
+        return TRAINED
+    # Unknown epochs count as still improving: no evidence of convergence, so no milder flag.
+    improving = gap["still_improving"].fillna(gap["n"])
+    return UNDERTRAINED if (improving > gap["n"] / 2).any() else DATA_LIMITED
 
 
 def bayes_line(gap: pd.DataFrame) -> str:
@@ -220,8 +248,19 @@ def bayes_line(gap: pd.DataFrame) -> str:
             f" (Bayes AUC {gap['bayes_auc'].mean():.4f})")
     if best is None:
         return f"{text}; {UNDERTRAINED}."
-    verdict = UNDERTRAINED if is_undertrained(gap) else "trained close enough to the truth to compare"
-    return f"{text}; best {100 * best['fraction']:.1f} % ({best['variant']}), needed >= 90 %: {verdict}."
+    quality = training_quality(gap)
+    text = f"{text}; best {100 * best['fraction']:.1f} % ({best['variant']}), needed >= 90 %: {quality}"
+    runs, improving = int(gap["n"].sum()), gap["still_improving"]
+    if quality == UNDERTRAINED and improving.notna().all():
+        behind = ", ".join(f"{r.variant} {int(r.still_improving)} of {r.n}" for r in gap.itertuples(index=False)
+                           if r.still_improving > r.n / 2)
+        return (f"{text} (runs still improving at their last allowed epoch: {behind}; more epochs would change "
+                f"the numbers).")
+    if quality == DATA_LIMITED:
+        return (f"{text} ({runs - int(improving.sum())} of {runs} runs peaked before their last allowed epoch, so "
+                f"more epochs will not close the gap (more data may); the verdicts compare models converged on "
+                f"this much data).")
+    return f"{text}."
 
 
 def headline(verdicts: pd.DataFrame, gap: pd.DataFrame | None, study: str, declared: int) -> tuple[str, ...]:

@@ -66,7 +66,13 @@ def test_convergence_smoke(capsys):
 
     curves = convergence(["--smoke-test"])
     assert set(curves) == {"MMoE", "Crocodile"} and all(len(c) == 2 for c in curves.values())
-    assert "% of the Bayes gap" in capsys.readouterr().out
+    finals = [line for line in capsys.readouterr().out.splitlines() if "test AUC" in line]
+    assert len(finals) == 2 and all("% of the Bayes gap" in line for line in finals)
+    # Each run says whether it ended still improving (best = last allowed epoch) or had converged.
+    for line, curve in zip(finals, curves.values()):
+        improving = curve.index(max(curve)) == len(curve) - 1
+        assert ("still improving at the last epoch" in line) == improving
+        assert ("converged: best epoch" in line) == (not improving)
     assert bayes_fraction(0.8, 0.9) == pytest.approx(0.75)
 
 

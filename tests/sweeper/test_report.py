@@ -258,21 +258,43 @@ def test_published_numbers_ship_with_the_package():
     assert crocodile["value"].tolist() == [0.66373]
 
 
-def test_bayes_gap_is_stated_and_an_undertrained_table_is_flagged(make_sweep):
+def test_bayes_gap_is_stated_and_a_table_below_90_percent_says_why(make_sweep):
     sweep_dir = make_sweep("rows")
-    for file in (sweep_dir / "results").glob("*.parquet"):
+    files = sorted((sweep_dir / "results").glob("*.parquet"))
+    for file in files:
         frame = pd.read_parquet(file)
         # Best variant (Crocodile, 0.7875): (0.7875 - 0.5) / (0.85 - 0.5) = 82 % < 90 %.
         frame["test_bayesauc_overall"] = 0.85
         frame.to_parquet(file)
+    # Every run peaked at epoch 3 of 5 (the fixture): converged short of the truth.
     out = report.write_report(sweep_dir)
     lines = (out / "verdicts.txt").read_text().splitlines()
     assert lines[-1].startswith("Training quality: overall test AUC as a fraction of the Bayes gap, (auc - 0.5) / "
                                 "(bayes - 0.5): MMoE 81.7 %, ME-MMoE 81.8 %, Crocodile 82.2 %")
-    assert lines[-1].endswith("needed >= 90 %: undertrained: conclusions unreliable.")
-    assert pd.read_csv(out / "verdicts.csv")["undertrained"].all()
     gap = pd.read_csv(out / "bayes_gap.csv")
+    runs = int(gap["n"].sum())  # finished runs only
+    assert lines[-1].endswith(f"needed >= 90 %: data-limited: converged short of the truth ({runs} of {runs} runs "
+                              "peaked before their last allowed epoch, so more epochs will not close the gap (more "
+                              "data may); the verdicts compare models converged on this much data).")
+    written = pd.read_csv(out / "verdicts.csv")
+    assert written["data_limited"].all() and not written["undertrained"].any()
     assert gap["fraction"].round(3).tolist() == [0.817, 0.818, 0.822]
+    assert gap["still_improving"].tolist() == [0, 0, 0]
+    assert "<li class='verdict data-limited'>Training quality" in (out / "report.html").read_text()
+
+    # Crocodile's runs were still improving when the 5 epochs ran out: more epochs would change the table.
+    for file in files:
+        frame = pd.read_parquet(file)
+        frame.loc[frame["variant"] == "Crocodile", "best_epoch"] = 5
+        frame.to_parquet(file)
+    out = report.write_report(sweep_dir)
+    lines = (out / "verdicts.txt").read_text().splitlines()
+    crocodile = int(gap.set_index("variant").loc["Crocodile", "n"])
+    assert lines[-1].endswith(f"needed >= 90 %: undertrained: conclusions unreliable (runs still improving at "
+                              f"their last allowed epoch: Crocodile {crocodile} of {crocodile}; more epochs would "
+                              "change the numbers).")
+    written = pd.read_csv(out / "verdicts.csv")
+    assert written["undertrained"].all() and not written["data_limited"].any()
     assert "<li class='verdict undertrained'>Training quality" in (out / "report.html").read_text()
     assert "undertrained: conclusions unreliable" in (out / "report.md").read_text().split("## Table")[0]
 

@@ -74,32 +74,54 @@ def test_verdict_frame_columns():
     frame = pd.DataFrame([{**row(), "hypothesis": "H1 gauc", "lift_pts": 0.32, "sd_diff": 0.002,
                            "alternative": "two-sided"}])
     out = verdicts.verdict_frame(frame, (Hypothesis("Crocodile", ("MMoE",), ("gauc",)),),
-                                 {("Crocodile", "MMoE", "gauc", "overall"): 0.00316}, undertrained=True)
+                                 {("Crocodile", "MMoE", "gauc", "overall"): 0.00316}, verdicts.UNDERTRAINED)
     assert list(out.columns) == [*verdicts.VERDICT_COLUMNS, *verdicts.EXTRA_COLUMNS]
     assert out["verdict"].tolist() == ["better"] and out["undertrained"].tolist() == [True]
+    assert out["data_limited"].tolist() == [False]
     assert out["seeds_for_published"][0] >= 2 and out["published_lift"][0] == 0.00316
 
 
-def gap_runs(auc, bayes):
+def gap_runs(auc, bayes, best_epoch=(3, 3, 3, 3)):
+    """A and B, seeds 0-1, 5 epochs allowed; each run's best epoch as given (5 = the last allowed)."""
     return pd.DataFrame({"variant": ["A", "A", "B", "B"], "seed": [0, 1, 0, 1], "test_auc_overall": auc,
-                         "test_bayesauc_overall": bayes})
+                         "test_bayesauc_overall": bayes, "best_epoch": list(best_epoch), "epochs_run": 5,
+                         "epochs": 5})
 
 
-def test_bayes_gap_and_the_undertrained_flag():
+def test_bayes_gap_and_the_training_quality_flags():
     # A: (0.74 - 0.5) / (0.8 - 0.5) = 0.8; B: (0.785 - 0.5) / 0.3 = 0.95 -> the best is above 90 %: fine.
     gap = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.78, 0.79], [0.8] * 4), ["A", "B"])
     assert gap["fraction"].tolist() == pytest.approx([0.8, 0.95])
-    assert not verdicts.is_undertrained(gap)
+    assert verdicts.training_quality(gap) == verdicts.TRAINED
     assert verdicts.bayes_line(gap).endswith("best 95.0 % (B), needed >= 90 %: trained close enough to the truth "
                                              "to compare.")
+    # Below 90 %, every run peaked at epoch 3 of 5: converged short of the truth.
     low = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4), ["A", "B"])
-    assert verdicts.is_undertrained(low)
+    assert verdicts.training_quality(low) == verdicts.DATA_LIMITED
     line = verdicts.bayes_line(low)
     assert line.startswith("Training quality: overall test AUC as a fraction of the Bayes gap, (auc - 0.5) / "
                            "(bayes - 0.5): A 80.0 %, B 83.3 %")
-    assert line.endswith("best 83.3 % (B), needed >= 90 %: undertrained: conclusions unreliable.")
+    assert line.endswith("best 83.3 % (B), needed >= 90 %: data-limited: converged short of the truth (4 of 4 runs "
+                         "peaked before their last allowed epoch, so more epochs will not close the gap (more data "
+                         "may); the verdicts compare models converged on this much data).")
+    # One of B's two runs still improving is not a majority; both of them are.
+    half = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4, (3, 3, 5, 3)), ["A", "B"])
+    assert half["still_improving"].tolist() == [0, 1] and verdicts.training_quality(half) == verdicts.DATA_LIMITED
+    behind = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4, (3, 3, 5, 5)), ["A", "B"])
+    assert verdicts.training_quality(behind) == verdicts.UNDERTRAINED
+    assert verdicts.bayes_line(behind).endswith(
+        "best 83.3 % (B), needed >= 90 %: undertrained: conclusions unreliable (runs still improving at their last "
+        "allowed epoch: B 2 of 2; more epochs would change the numbers).")
+    # A run stopped early (epochs_run < epochs) at its best epoch is not still improving; without the epoch
+    # columns (older sweeps) nothing shows convergence, so the stronger flag stands.
+    stopped = gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4, (4, 4, 4, 4)).assign(epochs_run=4)
+    assert verdicts.training_quality(verdicts.bayes_gap(stopped, ["A", "B"])) == verdicts.DATA_LIMITED
+    unknown = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4).drop(columns="epochs"), ["A", "B"])
+    assert unknown["still_improving"].isna().all() and verdicts.training_quality(unknown) == verdicts.UNDERTRAINED
+    assert verdicts.bayes_line(unknown).endswith("needed >= 90 %: undertrained: conclusions unreliable.")
     just_below = verdicts.bayes_gap(gap_runs([0.7685] * 4, [0.8] * 4), ["A", "B"])  # 89.5 %: not "90 %"
-    assert verdicts.is_undertrained(just_below) and "best 89.5 % (A)" in verdicts.bayes_line(just_below)
+    assert verdicts.training_quality(just_below) != verdicts.TRAINED
+    assert "best 89.5 % (A)" in verdicts.bayes_line(just_below)
     assert verdicts.bayes_gap(gap_runs([0.7] * 4, [0.8] * 4).drop(columns="test_bayesauc_overall"), ["A"]) is None
 
 
