@@ -240,19 +240,43 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
                          f"{sorted(set(spec.published_method.values()))}.")
     # A search runs each trial on its own few seeds: only attempted-and-failed seeds count as missing.
     missing = missing_seeds(results, names, spec.seeds, attempted_only=spec.study == "search")
-    answer = _verdicts(spec, runs, names, stats, published)
+    answer = _verdicts(spec, runs, names, stats, published, best)
     return Analysis(spec, tuple(variants), runs, summary, stats, table, domain_table, missing, side_by_side,
                     best, tuple(notes), *answer)
 
 
 def _verdicts(spec: SweepSpec, runs: pd.DataFrame, names: Sequence[str], stats: pd.DataFrame,
-              published: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame | None]:
-    """(verdicts frame, headline lines, Bayes-gap frame) for the Analysis."""
+              published: pd.DataFrame, best: pd.DataFrame | None
+              ) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame | None]:
+    """(verdicts frame, headline lines, Bayes-gap frame: every variant) for the Analysis."""
     gap = verdicts.bayes_gap(runs, names)
+    shown = _search_leaders(gap, best) if spec.study == "search" else gap
     cells = [cell for h in spec.hypotheses for cell in hyp.cells(h)]
     lifts, source = verdicts.published_lifts(published, spec.dataset, spec.table, spec.published_method, cells)
-    frame = verdicts.verdict_frame(stats, spec.hypotheses, lifts, verdicts.training_quality(gap), source)
-    return frame, verdicts.headline(frame, gap, spec.study, len(spec.hypotheses)), gap
+    frame = verdicts.verdict_frame(stats, spec.hypotheses, lifts, verdicts.training_quality(shown), source)
+    return frame, verdicts.headline(frame, shown, spec.study, len(spec.hypotheses)), gap
+
+
+SEARCH_LEADERS = 3  # configurations of a search the training-quality line speaks of
+
+
+def _search_leaders(gap: pd.DataFrame | None, best: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The search's top configurations (by its objective) in the Bayes-gap frame, named as the ranked
+    table names them ("#1 (alpha=0.1, ...)") rather than by trial id."""
+    if gap is None or best is None or best.empty:
+        return gap
+    params = [c for c in best.columns if c not in ("rank", "n", "variant") and not c.endswith((" mean", " std"))]
+    labels = {row["variant"]: f"#{row['rank']} ({', '.join(f'{c}={_plain(row[c])}' for c in params)})"
+              if params else f"#{row['rank']}" for _, row in best.head(SEARCH_LEADERS).iterrows()}
+    leaders = gap[gap["variant"].isin(labels)].copy()
+    leaders["order"] = [list(labels).index(v) for v in leaders["variant"]]
+    leaders = leaders.sort_values("order").drop(columns="order")
+    leaders["variant"] = leaders["variant"].map(labels)
+    return leaders.reset_index(drop=True)
+
+
+def _plain(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def without_overall(runs: pd.DataFrame) -> set[str]:

@@ -258,7 +258,7 @@ def bayes_line(gap: pd.DataFrame) -> str:
                 f"the numbers).")
     if quality == DATA_LIMITED:
         return (f"{text} ({runs - int(improving.sum())} of {runs} runs peaked before their last allowed epoch, so "
-                f"more epochs will not close the gap (more data may); the verdicts compare models converged on "
+                f"more epochs will not close the gap (more data may); the table compares models converged on "
                 f"this much data).")
     return f"{text}."
 

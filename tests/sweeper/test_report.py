@@ -275,7 +275,7 @@ def test_bayes_gap_is_stated_and_a_table_below_90_percent_says_why(make_sweep):
     runs = int(gap["n"].sum())  # finished runs only
     assert lines[-1].endswith(f"needed >= 90 %: data-limited: converged short of the truth ({runs} of {runs} runs "
                               "peaked before their last allowed epoch, so more epochs will not close the gap (more "
-                              "data may); the verdicts compare models converged on this much data).")
+                              "data may); the table compares models converged on this much data).")
     written = pd.read_csv(out / "verdicts.csv")
     assert written["data_limited"].all() and not written["undertrained"].any()
     assert gap["fraction"].round(3).tolist() == [0.817, 0.818, 0.822]
@@ -308,6 +308,24 @@ def test_search_and_no_hypotheses_say_there_is_no_verdict(make_sweep):
     (sweep_dir / "sweep.json").write_text(json.dumps({**spec, "hypotheses": []}))
     assert (report.write_report(sweep_dir) / "verdicts.txt").read_text().startswith(
         "No verdict: the space file declares no hypotheses")
+
+
+def test_a_searchs_training_quality_names_its_top_configurations_by_parameters(make_sweep):
+    sweep_dir = make_sweep("search")
+    for file in (sweep_dir / "results").glob("*.parquet"):
+        frame = pd.read_parquet(file)
+        frame["test_bayesauc_overall"] = 0.85
+        frame.to_parquet(file)
+    out = report.write_report(sweep_dir)
+    line = (out / "verdicts.txt").read_text().splitlines()[-1]
+    first = pd.read_csv(out / "best_configs.csv").iloc[0]
+    assert line.startswith("Training quality: overall test AUC as a fraction of the Bayes gap, (auc - 0.5) / "
+                           "(bayes - 0.5): #1 (")
+    assert "#2 (" in line and "#3 (" in line and "#4 (" not in line and "trial-" not in line
+    assert "alpha=" in line and "num_embeddings=" in line and "gating=" in line
+    assert len(pd.read_csv(out / "bayes_gap.csv")) == 8  # the CSV keeps every trial
+    assert (f"#1 (num_embeddings={first['num_embeddings']}, gating={first['gating']}, alpha={first['alpha']:.4g})"
+            in line)
 
 
 def test_print_verdicts_never_prints_a_stale_answer(make_sweep, capsys):

@@ -103,7 +103,7 @@ def test_bayes_gap_and_the_training_quality_flags():
                            "(bayes - 0.5): A 80.0 %, B 83.3 %")
     assert line.endswith("best 83.3 % (B), needed >= 90 %: data-limited: converged short of the truth (4 of 4 runs "
                          "peaked before their last allowed epoch, so more epochs will not close the gap (more data "
-                         "may); the verdicts compare models converged on this much data).")
+                         "may); the table compares models converged on this much data).")
     # One of B's two runs still improving is not a majority; both of them are.
     half = verdicts.bayes_gap(gap_runs([0.73, 0.75, 0.74, 0.76], [0.8] * 4, (3, 3, 5, 3)), ["A", "B"])
     assert half["still_improving"].tolist() == [0, 1] and verdicts.training_quality(half) == verdicts.DATA_LIMITED
