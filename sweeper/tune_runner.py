@@ -323,6 +323,12 @@ def trainable_for(resources: Resources, template: dict):
 HEARTBEAT_S = 60
 
 
+def _running_besides(trials, ended) -> int:
+    # Whether Tune has already marked the ended trial TERMINATED/ERROR when it calls back varies;
+    # counting the others is right either way (a "- 1" was not, once the status had changed).
+    return sum(t.status == "RUNNING" and t is not ended for t in trials)
+
+
 class Progress(Callback):
     """Counts, ETA and the best objective so far, shown by a ProgressDisplay; a line per finished or
     failed trial, and a heartbeat for long trials."""
@@ -348,7 +354,7 @@ class Progress(Callback):
             self._show(None)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.running = sum(t.status == "RUNNING" for t in trials) - 1
+        self.running = _running_besides(trials, trial)
         self.done += 1
         result = trial.last_result or {}
         value = result.get("objective")
@@ -367,7 +373,7 @@ class Progress(Callback):
             self._show(f"finished {_described(trial)}: {shown}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.running = sum(t.status == "RUNNING" for t in trials) - 1
+        self.running = _running_besides(trials, trial)
         self.done += 1
         self.failed += 1
         self._show(f"FAILED {_described(trial)}: the trial crashed (traceback in the sweep log)")

@@ -36,6 +36,20 @@ def test_progress_lines(monkeypatch):
         "W&B logging failed in 1 trial(s), results are unaffected; first: trial ab12: RuntimeError: no network")
 
 
+def test_running_count_leaves_out_the_ended_trial_whatever_its_status():
+    stream = io.StringIO()
+    progress = tune_runner.Progress(total=3, metric="val_auc_overall", mode="max",
+                                    display=ProgressDisplay(Console(stream, stream), total=3))
+    job = {"job": {"variant": "MMoE", "seeds": [0]}}
+    other = SimpleNamespace(config=job, trial_id="t0", status="RUNNING", last_result={})
+    for status in ("RUNNING", "TERMINATED"):  # Tune may or may not have marked it ended yet
+        ended = SimpleNamespace(config=job, trial_id="t1", status=status, last_result={"objective": 0.7})
+        progress.on_trial_complete(0, [other, ended], ended)
+        assert ", 1 running, " in stream.getvalue().splitlines()[-1]
+    progress.on_trial_error(0, [other, SimpleNamespace(**{**vars(ended), "status": "ERROR"})], ended)
+    assert ", 1 running, " in stream.getvalue().splitlines()[-1]
+
+
 def test_claimed_jobs_go_to_tune_and_held_ones_are_waited_for_outside_it(tmp_path):
     import time
 
