@@ -248,8 +248,9 @@ def analyse(spec: SweepSpec, results: pd.DataFrame, published: pd.DataFrame, top
 def _verdicts(spec: SweepSpec, runs: pd.DataFrame, names: Sequence[str], stats: pd.DataFrame,
               published: pd.DataFrame, best: pd.DataFrame | None
               ) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame | None]:
-    """(verdicts frame, headline lines, Bayes-gap frame: every variant) for the Analysis."""
-    gap = verdicts.bayes_gap(runs, names)
+    """(verdicts frame, headline lines, Bayes-gap frame: every variant with an overall metric)."""
+    flat = without_overall(runs)  # Single Domain: its "overall" AUC ranks scores of separate models
+    gap = verdicts.bayes_gap(runs, [name for name in names if name not in flat])
     shown = _search_leaders(gap, best) if spec.study == "search" else gap
     cells = [cell for h in spec.hypotheses for cell in hyp.cells(h)]
     lifts, source = verdicts.published_lifts(published, spec.dataset, spec.table, spec.published_method, cells)
