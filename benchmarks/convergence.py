@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
 
         result = train(config, data, device=device, on_epoch=on_epoch)
         curves[name] = [h["val_auc_overall"] for h in result.history]
-        # The report's test (sweeper/verdicts.py): a best epoch that is the last one allowed may have had more to gain.
+        # The report's test (sweeper/verdicts.py): a best epoch that is the last one allowed may
+        # have had more to gain.
         still_improving = result.best_epoch == result.epochs_run >= base.train.epochs
         state = ("still improving at the last epoch: raise --epochs" if still_improving else
                  f"converged: best epoch {result.best_epoch} of {result.epochs_run} run")

@@ -1,10 +1,24 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
+from model.config import RunConfig
 from sweeper.space import SpaceError, cell_key, load_space, parse_space
 
 SHIPPED = ["table5_ablation", "table6_num_embeddings", "table4_losses", "alpha_sensitivity", "search_crocodile",
            "best_crocodile", "mechanism"]
+SPACE_FILES = sorted(p.stem for p in (Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SPACE_FILES)
+def test_every_shipped_space_loads_and_its_laptop_profile_runs_to_early_stopping(name):
+    for profile in ("laptop", "gpu", "cluster"):
+        load_space(name, profile)
+    # 10 epochs is a cap the laptop runs stop before (README, "Is a budget converged?"), so the report
+    # can tell a data-limited table from an undertrained one.
+    laptop = RunConfig().with_overrides(dict(load_space(name, "laptop").base))
+    assert laptop.train.epochs >= 10 and laptop.train.patience < laptop.train.epochs
 
 
 @pytest.mark.parametrize("name", SHIPPED)
