@@ -1,5 +1,6 @@
 """Importances over the searched parameters only, with their trial count and caution."""
 import optuna
+import pytest
 
 from sweeper import optuna_report
 
@@ -37,6 +38,7 @@ def test_optuna_plots_are_drawn_without_plotly(tmp_path):
                                                          "optuna_slice.png"]
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # set_metric_names, as the runner
 def test_optuna_plots_name_the_objective(tmp_path, monkeypatch):
     import optuna.visualization.matplotlib as optuna_plt
 
