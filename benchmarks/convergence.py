@@ -14,6 +14,7 @@ import sys
 from model.config import RunConfig
 from model.datasets import check_spec, load_data
 from model.train import SMOKE_OVERRIDES, pick_device, train
+from sweeper.verdicts import still_improving
 
 VARIANTS = {
     "MMoE": {"embedding": "SE", "gating": "standard", "aux_loss": "none"},
@@ -60,10 +61,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
 
         result = train(config, data, device=device, on_epoch=on_epoch)
         curves[name] = [h["val_auc_overall"] for h in result.history]
-        # The report's test (sweeper/verdicts.py): a best epoch that is the last one allowed may
-        # have had more to gain.
-        still_improving = result.best_epoch == result.epochs_run >= base.train.epochs
-        state = ("still improving at the last epoch: raise --epochs" if still_improving else
+        improving = still_improving(result.best_epoch, result.epochs_run, base.train.epochs)  # the report's rule
+        state = ("still improving at the last epoch: raise --epochs" if improving else
                  f"converged: best epoch {result.best_epoch} of {result.epochs_run} run")
         print(f"{name:<10} test AUC {result.metrics['test_auc_overall']:.4f}, "
               f"{100 * bayes_fraction(result.metrics['test_auc_overall'], result.metrics['test_bayesauc_overall']):.1f} "

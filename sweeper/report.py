@@ -267,13 +267,14 @@ def _search_leaders(gap: pd.DataFrame | None, best: pd.DataFrame | None) -> pd.D
     if gap is None or best is None or best.empty:
         return gap
     params = [c for c in best.columns if c not in ("rank", "n", "variant") and not c.endswith((" mean", " std"))]
-    labels = {row["variant"]: f"#{row['rank']} ({', '.join(f'{c}={_plain(row[c])}' for c in params)})"
-              if params else f"#{row['rank']}" for _, row in best.head(SEARCH_LEADERS).iterrows()}
-    leaders = gap[gap["variant"].isin(labels)].copy()
-    leaders["order"] = [list(labels).index(v) for v in leaders["variant"]]
-    leaders = leaders.sort_values("order").drop(columns="order")
+    labels = {}
+    for _, row in best.head(SEARCH_LEADERS).iterrows():
+        settings = ", ".join(f"{c}={_plain(row[c])}" for c in params)
+        labels[row["variant"]] = f"#{row['rank']} ({settings})" if settings else f"#{row['rank']}"
+    ranked = [variant for variant in labels if variant in set(gap["variant"])]
+    leaders = gap.set_index("variant").loc[ranked].reset_index()
     leaders["variant"] = leaders["variant"].map(labels)
-    return leaders.reset_index(drop=True)
+    return leaders
 
 
 def _plain(value: object) -> str:

@@ -219,12 +219,17 @@ def bayes_gap(runs: pd.DataFrame, variants: Sequence[str], split: str = "test") 
     return pd.DataFrame(rows, columns=["variant", "n", "auc", "bayes_auc", "fraction", "still_improving"])
 
 
+def still_improving(best_epoch, epochs_run, epochs):
+    """The run's best epoch was the last one its budget allowed, so it may have had more to gain.
+    Plain ints or aligned Series (elementwise)."""
+    return (best_epoch == epochs_run) & (epochs_run >= epochs)
+
+
 def _still_improving(runs: pd.DataFrame) -> pd.Series | None:
-    """(runs,) bool: the run's best epoch was the last one its budget allowed, so it may have had more
-    to gain; None where the results lack the epoch columns (older sweeps)."""
+    """(runs,) bool, still_improving per row; None where the results lack the epoch columns (older sweeps)."""
     if not {"best_epoch", "epochs_run", "epochs"} <= set(runs.columns):
         return None
-    return (runs["best_epoch"] == runs["epochs_run"]) & (runs["epochs_run"] >= runs["epochs"])
+    return still_improving(runs["best_epoch"], runs["epochs_run"], runs["epochs"])
 
 
 def training_quality(gap: pd.DataFrame | None) -> str:
@@ -235,9 +240,13 @@ def training_quality(gap: pd.DataFrame | None) -> str:
         return UNDERTRAINED
     if gap["fraction"].max() >= UNDERTRAINED_BELOW:
         return TRAINED
-    # Unknown epochs count as still improving: no evidence of convergence, so no milder flag.
-    improving = gap["still_improving"].fillna(gap["n"])
-    return UNDERTRAINED if (improving > gap["n"] / 2).any() else DATA_LIMITED
+    return UNDERTRAINED if _mostly_improving(gap).any() else DATA_LIMITED
+
+
+def _mostly_improving(gap: pd.DataFrame) -> pd.Series:
+    """(variants,) bool: most of the variant's runs were still improving at their last allowed epoch.
+    Unknown epochs count as still improving: no evidence of convergence, so no milder flag."""
+    return gap["still_improving"].fillna(gap["n"]) > gap["n"] / 2
 
 
 def bayes_line(gap: pd.DataFrame) -> str:
@@ -252,8 +261,8 @@ def bayes_line(gap: pd.DataFrame) -> str:
     text = f"{text}; best {100 * best['fraction']:.1f} % ({best['variant']}), needed >= 90 %: {quality}"
     runs, improving = int(gap["n"].sum()), gap["still_improving"]
     if quality == UNDERTRAINED and improving.notna().all():
-        behind = ", ".join(f"{r.variant} {int(r.still_improving)} of {r.n}" for r in gap.itertuples(index=False)
-                           if r.still_improving > r.n / 2)
+        behind = ", ".join(f"{r.variant} {int(r.still_improving)} of {r.n}"
+                           for r in gap[_mostly_improving(gap)].itertuples(index=False))
         return (f"{text} (runs still improving at their last allowed epoch: {behind}; more epochs would change "
                 f"the numbers).")
     if quality == DATA_LIMITED:

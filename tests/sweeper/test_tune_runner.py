@@ -46,7 +46,8 @@ def test_running_count_leaves_out_the_ended_trial_whatever_its_status():
         ended = SimpleNamespace(config=job, trial_id="t1", status=status, last_result={"objective": 0.7})
         progress.on_trial_complete(0, [other, ended], ended)
         assert ", 1 running, " in stream.getvalue().splitlines()[-1]
-    progress.on_trial_error(0, [other, SimpleNamespace(**{**vars(ended), "status": "ERROR"})], ended)
+    ended.status = "ERROR"
+    progress.on_trial_error(0, [other, ended], ended)
     assert ", 1 running, " in stream.getvalue().splitlines()[-1]
 
 
